@@ -1,0 +1,1 @@
+"""geoprep: regulation PDFs to grounded, QC-checked training data."""

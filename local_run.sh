@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# geocomply: one command from a fresh clone to results.
+#
+#   ./local_run.sh           set up .venv, then run the main job on the bundled sample corpus
+#   ./local_run.sh test      set up .venv, then run the test suite (what CI runs)
+#   ./local_run.sh setup     only create/refresh .venv
+#
+# Environment: PYTHON (default python3, must be >= 3.11), TORCH_SPEC (default torch==2.13.0: the CPU
+# wheel; on a GPU machine set it to the CUDA build you want), VENV (default .venv).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PYTHON=${PYTHON:-python3}
+VENV=${VENV:-.venv}
+TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+setup_env() {
+  "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+    || { echo "local_run.sh: error: $PYTHON is $("$PYTHON" -V 2>&1); geocomply needs Python >= 3.11" >&2; exit 1; }
+  if [ ! -x "$VENV/bin/python" ]; then
+    say "creating $VENV"
+    "$PYTHON" -m venv "$VENV"
+  fi
+  # Reinstall only when the project's requirements changed (a second run reuses what is built).
+  local stamp="$VENV/.geocomply-install" want
+  want=$(cat pyproject.toml | sha256sum | cut -c1-16)-$TORCH_SPEC
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    say "installing geocomply and its dependencies into $VENV (first run: a few minutes)"
+    "$VENV/bin/python" -m pip install -q --upgrade pip
+    # torch first, pinned, so that no later requirement pulls a multi-GB CUDA build on a CPU machine.
+    "$VENV/bin/python" -m pip install -q "$TORCH_SPEC"
+    "$VENV/bin/python" -m pip install -q -e '.[dev]'
+    echo "$want" > "$stamp"
+  fi
+}
+
+run_tests() {
+  say "running the test suite"
+  "$VENV/bin/python" -m pytest "$@"
+}
+
+main_job() {
+  local out=${OUT:-runs/demo}
+  mkdir -p "$out"
+  say "main job on the bundled sample corpus -> $out"
+  "$VENV/bin/geoprep" glossary examples/corpus/glossary/terminology.csv \
+    "PF default-off for ASL users in ShadowMode; Jellybean parental controls" | tee "$out/glossary_notes.txt"
+}
+
+cmd=${1:-run}
+case "$cmd" in
+  setup) setup_env ;;
+  test) shift; setup_env; run_tests "$@" ;;
+  run) setup_env; main_job ;;
+  -h|--help|help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' ;;
+  *) echo "local_run.sh: error: unknown command '$cmd' (try --help)" >&2; exit 2 ;;
+esac

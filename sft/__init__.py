@@ -1,0 +1,1 @@
+"""geosft: training, evaluation, prediction and serving for geocomply."""

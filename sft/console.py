@@ -1,0 +1,44 @@
+"""What both CLIs share: logging to stderr through rich, and the user-error contract
+(one line on stderr, exit code 1, no traceback)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import typer
+
+from sft.errors import UserError
+
+
+def new_app(help: str) -> typer.Typer:
+    # pretty_exceptions off: user errors are one line (below), real bugs keep a plain traceback.
+    app = typer.Typer(help=help, no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+
+    @app.callback()
+    def _group() -> None:  # keeps the app a command group even while it has a single command
+        pass
+
+    return app
+
+
+def setup_logging(verbose: bool = False) -> None:
+    from rich.console import Console
+    from rich.logging import RichHandler
+
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(message)s",
+        datefmt="[%X]",
+        handlers=[RichHandler(console=Console(stderr=True), show_path=False)],
+        force=True,
+    )
+
+
+def run_app(app: typer.Typer, prog_name: str) -> None:
+    """Run a typer app; a :class:`UserError` becomes ``prog: error: message`` on stderr and exit 1."""
+    try:
+        app(prog_name=prog_name)
+    except UserError as e:
+        print(f"{prog_name}: error: {e}", file=sys.stderr)
+        raise SystemExit(1) from None

@@ -119,6 +119,129 @@ def serve(
     run_server(model_dir, host, port)
 
 
+@app.command()
+def train(
+    data: Annotated[Path | None, typer.Option(help="Training JSONL (contract or seed-shaped).")] = None,
+    validation: Annotated[Path | None, typer.Option(help="Validation JSONL (loss + answer metrics).")] = None,
+    model: Annotated[str | None, typer.Option(help="Hub id, local dir, .gguf, or 'demo'.")] = None,
+    output: Annotated[Path | None, typer.Option(help="Output directory.")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML file of settings; flags override it.")] = None,
+    epochs: Annotated[float | None, typer.Option()] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Stop after N optimizer steps.")] = None,
+    learning_rate: Annotated[float | None, typer.Option()] = None,
+    batch_size: Annotated[int | None, typer.Option()] = None,
+    max_length: Annotated[int | None, typer.Option(help="Token budget per example.")] = None,
+    quantize: Annotated[str | None, typer.Option(help="'4bit' for QLoRA (CUDA).")] = None,
+    merge: Annotated[bool | None, typer.Option("--merge/--no-merge", help="Also write merged weights.")] = None,
+    index: Annotated[Path | None, typer.Option(help="geoprep index dir to ship with the adapter.")] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Any other setting as KEY=VALUE (see TrainConfig).")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Fine-tune a LoRA adapter (TRL SFT): budgeted data, answer-only loss, best checkpoint kept."""
+    from sft.config import cli_config
+    from sft.console import setup_logging
+    from sft.train import run_training
+
+    setup_logging(verbose)
+    flags = dict(data=data, validation=validation, model=model, output=output, epochs=epochs, max_steps=max_steps,
+                 learning_rate=learning_rate, batch_size=batch_size, max_length=max_length, quantize=quantize,
+                 merge=merge, index=index)
+    metrics = run_training(cli_config(config, flags, set_ or []))
+    typer.echo(f"global step {metrics['global_step']}; best eval loss {metrics['best_eval_loss']}")
+
+@app.command()
+def launch(
+    image: Annotated[str, typer.Option(help="ECR image URI (container/build_and_push.sh prints it).")],
+    train: Annotated[str, typer.Option(help="s3:// prefix of the train JSONL.")],
+    output: Annotated[str, typer.Option(help="s3:// prefix for model.tar.gz and job output.")],
+    role: Annotated[str, typer.Option(help="SageMaker execution role ARN.")] = "",
+    validation: Annotated[str | None, typer.Option(help="s3:// prefix of the validation JSONL.")] = None,
+    model_channel: Annotated[
+        str | None, typer.Option(help="s3:// prefix of a base model (sets model=/opt/ml/input/data/model).")
+    ] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML training config (TrainConfig fields).")] = None,
+    hp: Annotated[list[str] | None, typer.Option(help="Hyperparameter KEY=VALUE (repeatable; overrides --config).")] = None,
+    env: Annotated[list[str] | None, typer.Option(help="Environment KEY=VALUE; secrets only as ARNs.")] = None,
+    instance_type: Annotated[str, typer.Option(help="Training instance type.")] = "ml.g5.2xlarge",
+    instance_count: Annotated[int, typer.Option(help="Number of instances.")] = 1,
+    region: Annotated[str, typer.Option(help="AWS region.")] = "us-west-2",
+    spot: Annotated[bool, typer.Option(help="Managed spot training (resumes from checkpoints).")] = True,
+    checkpoint: Annotated[str | None, typer.Option(help="s3:// checkpoint URI (default under --output).")] = None,
+    max_run_hours: Annotated[float, typer.Option(help="Max training time.")] = 24,
+    max_wait_hours: Annotated[float, typer.Option(help="Max time including waiting for spot capacity.")] = 48,
+    network_isolation: Annotated[bool, typer.Option(help="No network in the job (needs --model-channel).")] = False,
+    job_name: Annotated[str | None, typer.Option(help="Job name (default geocomply-sft-<time>).")] = None,
+    quota_check: Annotated[bool, typer.Option(help="Check Service Quotas before launching.")] = True,
+    wait: Annotated[bool, typer.Option(help="Wait for the job and stream its log.")] = True,
+    dry_run: Annotated[bool, typer.Option(help="Print the CreateTrainingJob request; call no AWS API.")] = False,
+) -> None:
+    """Train on SageMaker with the geocomply image (SDK v3 ModelTrainer; spot + checkpoints by default)."""
+    import json
+
+    from sft.aws import parse_pairs
+    from sft.launch import LaunchConfig, build_training_request, launch, load_hyperparameters
+
+    cfg = LaunchConfig(
+        image_uri=image, train=train, output=output, role=role, validation=validation,
+        model_channel=model_channel, checkpoint=checkpoint, instance_type=instance_type,
+        instance_count=instance_count, region=region, spot=spot, max_run_s=int(max_run_hours * 3600),
+        max_wait_s=int(max_wait_hours * 3600), network_isolation=network_isolation, job_name=job_name,
+        hyperparameters=load_hyperparameters(config, parse_pairs(hp or [], "--hp")),
+        environment=parse_pairs(env or [], "--env"),
+    )  # fmt: skip
+    if dry_run:
+        typer.echo(json.dumps({"CreateTrainingJob": build_training_request(cfg)}, indent=2))
+        return
+    typer.echo(f"training job: {launch(cfg, wait=wait, check_quotas=quota_check)}")
+
+
+@app.command()
+def deploy(
+    image: Annotated[str, typer.Option(help="The image the model was trained with.")],
+    training_job: Annotated[str | None, typer.Option(help="Completed training job to deploy.")] = None,
+    model_data: Annotated[str | None, typer.Option(help="s3://.../model.tar.gz (instead of a job).")] = None,
+    role: Annotated[str, typer.Option(help="SageMaker execution role ARN.")] = "",
+    name: Annotated[str | None, typer.Option(help="Model/endpoint/transform job name.")] = None,
+    region: Annotated[str, typer.Option(help="AWS region.")] = "us-west-2",
+    endpoint: Annotated[bool, typer.Option(help="Create a real-time endpoint.")] = True,
+    instance_type: Annotated[str, typer.Option(help="Endpoint instance type.")] = "ml.g5.xlarge",
+    instance_count: Annotated[int, typer.Option(help="Endpoint instances.")] = 1,
+    transform_input: Annotated[str | None, typer.Option(help="s3:// JSONL to run Batch Transform on.")] = None,
+    transform_output: Annotated[str | None, typer.Option(help="s3:// prefix for Batch Transform output.")] = None,
+    transform_instance_type: Annotated[str, typer.Option(help="Batch Transform instance type.")] = "ml.g5.xlarge",
+    env: Annotated[list[str] | None, typer.Option(help="Environment KEY=VALUE; secrets only as ARNs.")] = None,
+    quota_check: Annotated[bool, typer.Option(help="Check Service Quotas before deploying.")] = True,
+    wait: Annotated[bool, typer.Option(help="Wait until the endpoint is in service / the transform ends.")] = True,
+    dry_run: Annotated[bool, typer.Option(help="Print the requests; call no AWS API.")] = False,
+) -> None:
+    """Serve a trained model with the same image: real-time endpoint and/or Batch Transform."""
+    import json
+
+    from sft.aws import parse_pairs
+    from sft.deploy import DeployConfig, build_deploy_requests, deploy_from_cli
+    from sft.errors import UserError
+
+    if not model_data and not training_job:
+        raise UserError("give --training-job or --model-data")
+    if dry_run and not model_data:
+        raise UserError("--dry-run calls no AWS API, so it needs --model-data (the job's model.tar.gz)")
+
+    def make(data: str) -> DeployConfig:
+        return DeployConfig(
+            image_uri=image, model_data=data, role=role, name=name, region=region, endpoint=endpoint,
+            instance_type=instance_type, instance_count=instance_count, transform_input=transform_input,
+            transform_output=transform_output, transform_instance_type=transform_instance_type,
+            environment=parse_pairs(env or [], "--env"),
+        )  # fmt: skip
+
+    if dry_run:
+        typer.echo(json.dumps(build_deploy_requests(make(model_data)), indent=2))
+        return
+    typer.echo(deploy_from_cli(make, training_job, model_data, region, wait=wait, check_quotas=quota_check))
+
+
 def main() -> None:
     run_app(app, "geosft")
 

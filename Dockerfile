@@ -1,0 +1,36 @@
+# geocomply training + serving image for SageMaker (same image: `train` for jobs, `serve` for endpoints and
+# Batch Transform). Default base: the AWS PyTorch training DLC for GPU (CUDA 12.9, torch 2.8, Python 3.12),
+# which runs on the A10G (sm_86) of ml.g5.*; pulling it needs `aws ecr get-login-password` for account
+# 763104351884 (container/build_and_push.sh does that). Where nothing can be pulled, build
+# `container/offline_base.sh` first and pass --build-arg BASE_IMAGE=geocomply-base:offline
+# --build-arg PIP_INSTALL_ARGS=--no-index (torch and all dependencies are already in that base).
+ARG BASE_IMAGE=763104351884.dkr.ecr.us-west-2.amazonaws.com/pytorch-training:2.8.0-gpu-py312-cu129-ubuntu22.04-sagemaker
+FROM ${BASE_IMAGE}
+
+ARG PIP_INSTALL_ARGS=""
+# Caches in writable places (SageMaker may mount the root read-only in places; /tmp always works).
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    HF_HOME=/tmp/hf \
+    MPLCONFIGDIR=/tmp/matplotlib \
+    TRITON_CACHE_DIR=/tmp/triton \
+    GEOCOMPLY_CACHE=/opt/geocomply/cache
+
+WORKDIR /opt/geocomply/src
+# Dependencies change less often than code: pyproject first, so a code edit reuses this layer.
+COPY pyproject.toml README.md ./
+RUN mkdir -p sft data_prep && touch sft/__init__.py data_prep/__init__.py \
+ && python3 -m pip install --no-cache-dir ${PIP_INSTALL_ARGS} --no-build-isolation ".[train]" \
+ && python3 -m pip uninstall -y geocomply && rm -rf build sft data_prep
+COPY sft ./sft
+COPY data_prep ./data_prep
+RUN python3 -m pip install --no-cache-dir --no-deps --no-build-isolation . && rm -rf build \
+ && mkdir -p "$GEOCOMPLY_CACHE" && chmod 1777 "$GEOCOMPLY_CACHE"
+COPY container/ /opt/geocomply/bin/
+# Ahead of anything the base ships under the same names (the DLC has its own `train`/`serve`).
+ENV PATH=/opt/geocomply/bin:${PATH}
+WORKDIR /opt/ml
+# Exec form: `train` runs as PID 1 (no shell in between), so SIGTERM (spot interruption, StopTrainingJob)
+# reaches Python, which checkpoints and exits. SageMaker training (and SDK v3 local mode) passes no command; hosting passes `serve`.
+CMD ["train"]

@@ -1,0 +1,61 @@
+"""Small AWS helpers shared by launch, deploy and the quota check: sessions, S3 URIs, secret screening.
+
+boto3 is imported inside functions so that ``geosft --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+from sft.errors import UserError
+
+DEFAULT_REGION = "us-west-2"
+# Names that mark a value as a secret; such values may only be passed as references (an ARN the job
+# resolves at runtime with its own role), never inline, because hyperparameters and environment
+# variables are visible in DescribeTrainingJob, the console and CloudTrail.
+_SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|ACCESS_?KEY|CREDENTIAL|PRIVATE_?KEY", re.I)
+_SECRET_VALUE = re.compile(r"\bAKIA[0-9A-Z]{16}\b|\bhf_[A-Za-z0-9]{30,}\b|\bsk-[A-Za-z0-9]{20,}\b")
+_REFERENCE = re.compile(r"^arn:aws[a-z-]*:(secretsmanager|ssm):")
+
+
+def boto_session(region: str) -> Any:
+    import boto3
+
+    return boto3.Session(region_name=region)
+
+
+def check_s3_uri(uri: str, what: str) -> str:
+    if not re.fullmatch(r"s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?", uri):
+        raise UserError(f"{what}: {uri!r} is not an s3://bucket/prefix URI")
+    return uri
+
+
+def screen_secrets(values: dict[str, str], what: str) -> None:
+    """Refuse inline secrets: secret-looking names must hold an ARN reference; known key formats anywhere."""
+    for name, value in values.items():
+        if _SECRET_VALUE.search(str(value)):
+            raise UserError(f"{what} {name}: looks like a credential; pass a Secrets Manager/SSM ARN instead")
+        if _SECRET_NAME.search(name) and not _REFERENCE.match(str(value)):
+            raise UserError(
+                f"{what} {name}: secrets only by reference (arn:aws:secretsmanager:... or arn:aws:ssm:...), "
+                "never the value itself"
+            )
+
+
+def parse_pairs(pairs: list[str], what: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"{what} {pair!r}: expected KEY=VALUE")
+        out[key.strip()] = value
+    return out
+
+
+def unique_name(base: str) -> str:
+    """SageMaker-style unique name: ``base-YYYYmmdd-HHMMSS-mmm`` (≤ 63 chars, [a-zA-Z0-9-])."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + f"-{int(time.time() * 1000) % 1000:03d}"
+    base = re.sub(r"[^a-zA-Z0-9-]", "-", base)[: 63 - len(stamp) - 1].strip("-")
+    return f"{base}-{stamp}"

@@ -1,0 +1,33 @@
+"""Law chunks on disk: JSONL, one :class:`~sft.contract.LawContext` per line (``model_dump_json()``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from sft.contract import ContractError, LawContext, iter_jsonl
+from sft.files import atomic_open
+
+
+def read_chunks(path: str | Path) -> Iterator[LawContext]:
+    """Yield chunks; a bad line raises :class:`ContractError` naming ``file:line`` and the field."""
+    for where, obj in iter_jsonl(path):
+        try:
+            yield LawContext.model_validate(obj)
+        except ValidationError as e:
+            err = e.errors()[0]
+            field = ".".join(str(x) for x in err["loc"]) or "record"
+            raise ContractError(f"{where}: {field}: {err['msg']}") from None
+
+
+def write_chunks(path: str | Path, chunks: Iterable[LawContext]) -> int:
+    """Write chunks atomically (a crash leaves the old file, never half a new one). Returns the count."""
+    n = 0
+    with atomic_open(path) as fh:
+        for chunk in chunks:
+            fh.write(chunk.model_dump_json())
+            fh.write("\n")
+            n += 1
+    return n

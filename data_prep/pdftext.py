@@ -1,0 +1,127 @@
+"""PDF -> clean paragraphs per page: running headers/footers, page and line numbers, vertical margin text
+and page-foot footnotes removed; hyphenated line breaks re-joined.
+
+Works on PyMuPDF's block structure (one block is usually one paragraph or one marker such as "1." or
+"(a)"), which keeps paragraph boundaries that a plain ``get_text()`` dump loses.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+
+# Page furniture that is never law text wherever it sits in the top/bottom margin.
+_PAGE_NO = re.compile(r"^(?:page\s*\d+\s*(?:of\s*\d+)?|-\s*\d+\s*-|\d+\s*/\s*\d+|\d{1,4})$", re.I)
+# Structural markers must survive even when they repeat at the top of many pages.
+_MARKER = re.compile(r"^(?:\(#\)|#\.|\([a-z]+\)|article #|annex [ivxlc]+|chapter [ivxlc]+)$", re.I)
+_MARGIN = 0.14  # top/bottom share of the page height where running headers and footers live
+_REPEAT = 0.5  # a margin line repeated on at least this share of pages is furniture
+
+
+class NoTextLayer(Exception):
+    """The PDF has pages but no extractable text (scanned/image-only)."""
+
+
+@dataclass
+class Line:
+    y0: float
+    y1: float
+    x0: float
+    size: float
+    text: str
+
+
+def _key(text: str) -> str:
+    return re.sub(r"\d+", "#", text.strip().lower())
+
+
+def _page_lines(page) -> tuple[float, list[list[Line]]]:
+    """Blocks of horizontal, non-empty lines; vertical text (margin banners) is dropped."""
+    blocks: list[list[Line]] = []
+    for b in page.get_text("dict")["blocks"]:
+        lines = []
+        for ln in b.get("lines", []):
+            dx, dy = ln["dir"]
+            text = "".join(s["text"] for s in ln["spans"]).replace("\u00a0", " ").strip()
+            if abs(dy) > 0.01 or not text:
+                continue
+            size = max(s["size"] for s in ln["spans"])
+            lines.append(Line(ln["bbox"][1], ln["bbox"][3], ln["bbox"][0], size, text))
+        if lines:
+            blocks.append(lines)
+    return page.rect.height, blocks
+
+
+def _join(lines: list[str]) -> str:
+    """Join the lines of one paragraph, re-joining words hyphenated at a line break."""
+    out = ""
+    for text in lines:
+        if out.endswith("-") and len(out) > 1 and out[-2].isalpha() and text[:1].islower():
+            out = out[:-1] + text
+        else:
+            out = f"{out} {text}" if out else text
+    return re.sub(r"\s+", " ", out).strip()
+
+
+def pdf_paragraphs(path: str) -> list[tuple[int, list[str]]]:
+    """``[(page_number, [paragraph, ...]), ...]`` with page furniture removed. Page numbers are 1-based."""
+    import pymupdf
+
+    with pymupdf.open(path) as doc:
+        if doc.needs_pass:
+            raise PermissionError("encrypted (password required)")
+        if doc.page_count == 0:
+            raise ValueError("no pages")
+        pages = [_page_lines(p) for p in doc]
+    if not any(blocks for _, blocks in pages):
+        raise NoTextLayer("no text layer (image-only or scanned PDF; run OCR first)")
+
+    sizes: Counter[float] = Counter()
+    margin_keys: Counter[str] = Counter()
+    for height, blocks in pages:
+        seen = set()
+        for line in (ln for b in blocks for ln in b):
+            sizes[round(line.size, 1)] += len(line.text)
+            if line.y0 < height * _MARGIN or line.y1 > height * (1 - _MARGIN):
+                seen.add(_key(line.text))
+        margin_keys.update(seen)
+    body = sizes.most_common(1)[0][0]
+    need = max(2, _REPEAT * len(pages)) if len(pages) > 1 else float("inf")
+    furniture = {k for k, n in margin_keys.items() if n >= need and not _MARKER.match(k)}
+
+    out = []
+    for pageno, (height, blocks) in enumerate(pages, start=1):
+        paras: list[str] = []
+        in_footnotes = False
+        for block in blocks:
+            kept = []
+            for line in block:
+                in_margin = line.y0 < height * _MARGIN or line.y1 > height * (1 - _MARGIN)
+                if _PAGE_NO.match(line.text) or (in_margin and _key(line.text) in furniture):
+                    continue
+                # Page-foot footnotes (EU OJ): smaller type, low on the page, starting "(1) ...".
+                small_low = line.size < body * 0.92 and line.y0 > height * 0.6
+                if small_low and (in_footnotes or re.match(r"^\(\d+\)\s", line.text)):
+                    in_footnotes = True
+                    continue
+                kept.append(line.text)
+            if kept:
+                paras.append(_join(kept))
+        out.append((pageno, _merge_markers(paras)))
+    return out
+
+
+def _merge_markers(paras: list[str]) -> list[str]:
+    """A block holding only "1." or "(a)" belongs to the paragraph that follows it."""
+    out: list[str] = []
+    pending = ""
+    for p in paras:
+        if re.fullmatch(r"\(?[0-9a-z]{1,5}[.)]", p):
+            pending = f"{pending} {p}".strip()
+            continue
+        out.append(f"{pending} {p}".strip() if pending else p)
+        pending = ""
+    if pending:
+        out.append(pending)
+    return out

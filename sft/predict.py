@@ -148,7 +148,7 @@ def answer_row(feature: Feature, pred: Any, context: Sequence[LawContext], model
 
 def write_csv(jsonl_path: Path, csv_path: Path) -> int:
     n = 0
-    with atomic_open(csv_path, newline="") as fh:
+    with atomic_open(csv_path) as fh:  # Linux: no newline translation, rows keep csv's \r\n
         writer = csv.DictWriter(fh, fieldnames=COLUMNS)
         writer.writeheader()
         if jsonl_path.exists():

@@ -1,0 +1,70 @@
+"""Constrained decoding: every answer is contract-valid JSON with a canonical label, even from a random model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from sft.contract import DEFAULT_INSTRUCTION, LABELS, Feature, LawContext, PromptInput, render_prompt
+
+torch = pytest.importorskip("torch")
+
+CTX = [
+    LawContext(id="us_fl_hb3#1", law_id="us_fl_hb3", title="Florida HB 3", citation="Fla. Stat. § 501.1736(2)",
+               jurisdiction="US-FL", snippet="A social media platform shall prohibit a minor younger than 14"),
+    LawContext(id="eu_dsa#28", law_id="eu_dsa", title='EU "Digital Services" Act', citation="DSA Art. 28(1)",
+               jurisdiction="EU", snippet="Providers of online platforms accessible to minors shall ..."),
+]
+FEATURES = [
+    Feature(name="Curfew mode", description="Disable notifications at night for teens in Florida."),
+    Feature(name="Dark mode", description="A darker colour theme."),
+    Feature(name="X", description="Y " * 40),
+]
+
+
+@pytest.fixture(scope="module")
+def predictor(tiny_model_dir):
+    from sft.inference import Predictor
+
+    return Predictor.load(tiny_model_dir)
+
+
+def _items():
+    return [(f, CTX if i % 2 == 0 else [], None) for i, f in enumerate(FEATURES)]
+
+
+def test_constrained_answers_are_always_valid_and_grounded(predictor):
+    results = predictor.predict(_items())
+    for (feature, ctx, _), (pred, prompt) in zip(_items(), results, strict=True):
+        assert pred.valid, pred.error
+        data = json.loads(pred.raw)  # the raw text itself is one JSON object in canonical field order
+        assert list(data) == ["compliance_flag", "law", "citation", "reason"]
+        assert data["compliance_flag"] in {label.value for label in LABELS}
+        pairs = {(c.title, c.citation) for c in ctx}
+        assert (data["law"], data["citation"]) in pairs | {(None, None)}
+        if data["citation"] is not None:
+            assert pred.grounded is True
+        assert prompt == render_prompt(DEFAULT_INSTRUCTION, PromptInput.build(feature, ctx).render())
+
+
+def test_batching_does_not_change_answers(predictor):
+    together = [p.raw for p, _ in predictor.predict(_items())]
+    alone = [predictor.predict([item])[0][0].raw for item in _items()]
+    assert together == alone
+
+
+def test_unconstrained_random_model_is_invalid_where_constrained_is_not(predictor):
+    free = [p for p, _ in predictor.predict(_items(), constrained=False)]
+    assert not all(p.valid for p in free)  # an untrained model does not produce the schema by itself
+    assert all(p.error for p in free if not p.valid)
+
+
+def test_reason_text_is_unescaped_and_cut_at_the_closing_quote():
+    from sft.decoding import _close_quote, _unescape
+
+    text = 'Minors \\"under 16\\" need consent." , "x'
+    cut = _close_quote(text)
+    assert _unescape(text[:cut]) == 'Minors "under 16" need consent.'
+    assert _close_quote("no quote \\") == -1
+    assert _unescape("broken \\u12") == "broken u12"

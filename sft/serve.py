@@ -80,22 +80,27 @@ def _media(header: str | None) -> str | None:
     return (header or "").split(";")[0].strip().lower() or None
 
 
+def _law_context(obj: Any, where: str) -> LawContext:
+    try:
+        return LawContext.model_validate(obj)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = "".join(f".{p}" for p in err["loc"])
+        raise BadRequest(f"{where}{loc}': {err['msg']}") from None
+
+
 def _item(obj: Any, where: str) -> tuple[Feature, list[LawContext] | None, dict[str, str] | None]:
     if not isinstance(obj, dict):
         raise BadRequest(f"{where}: expected a JSON object with name and description")
     for key in ("name", "description"):
         if not isinstance(obj.get(key), str) or not obj[key].strip():
             raise BadRequest(f"{where}: field '{key}': missing or not a non-empty string")
-    try:
-        feature = Feature.model_validate({k: obj.get(k) for k in ("id", "name", "description")})
-        ctx = obj.get("context")
-        if ctx is not None and not isinstance(ctx, list):
-            raise BadRequest(f"{where}: field 'context': expected a list of law context objects")
-        context = [LawContext.model_validate(c) for c in ctx] if ctx is not None else None
-    except ValidationError as e:
-        err = e.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"])
-        raise BadRequest(f"{where}: field '{loc}': {err['msg']}") from None
+    fid = obj.get("id")
+    feature = Feature(id=None if fid is None else str(fid), name=obj["name"], description=obj["description"])
+    ctx = obj.get("context")
+    if ctx is not None and not isinstance(ctx, list):
+        raise BadRequest(f"{where}: field 'context': expected a list of law context objects")
+    context = None if ctx is None else [_law_context(c, f"{where}: field 'context[{i}]") for i, c in enumerate(ctx)]
     glossary = obj.get("glossary")
     if glossary is not None and not (isinstance(glossary, dict) and all(isinstance(v, str) for v in glossary.values())):
         raise BadRequest(f"{where}: field 'glossary': expected an object of term -> definition")

@@ -152,8 +152,7 @@ def build_training_request(cfg: LaunchConfig) -> dict[str, Any]:
 def model_trainer(cfg: LaunchConfig, session: Any) -> tuple[Any, list[Any]]:
     """The SDK v3 ``ModelTrainer`` (and its input channels) equivalent to ``build_training_request(cfg)``."""
     from sagemaker.core.helper.session_helper import Session
-    from sagemaker.train import ModelTrainer
-    from sagemaker.train.configs import (
+    from sagemaker.core.training.configs import (
         CheckpointConfig,
         Compute,
         InputData,
@@ -162,6 +161,7 @@ def model_trainer(cfg: LaunchConfig, session: Any) -> tuple[Any, list[Any]]:
         OutputDataConfig,
         StoppingCondition,
     )
+    from sagemaker.train import ModelTrainer
 
     stopping = {"max_runtime_in_seconds": cfg.max_run_s}
     if cfg.spot:
@@ -188,7 +188,7 @@ def model_trainer(cfg: LaunchConfig, session: Any) -> tuple[Any, list[Any]]:
     return trainer, inputs
 
 
-def launch(cfg: LaunchConfig, *, wait: bool, check_quotas: bool = True) -> str:
+def launch(cfg: LaunchConfig, *, wait: bool, check_quotas: bool = True, quota_client: Any = None) -> str:
     """Check quotas, then start the job; returns the training job name."""
     from sft.aws import boto_session
     from sft.quotas import require_quota
@@ -197,7 +197,7 @@ def launch(cfg: LaunchConfig, *, wait: bool, check_quotas: bool = True) -> str:
         raise UserError("--role is required to launch (the SageMaker execution role ARN)")
     session = boto_session(cfg.region)
     if check_quotas:
-        sq = session.client("service-quotas")
+        sq = quota_client or session.client("service-quotas")
         require_quota(sq, cfg.region, cfg.instance_type, "training", cfg.instance_count)
         if cfg.spot:
             require_quota(sq, cfg.region, cfg.instance_type, "spot-training", cfg.instance_count)

@@ -90,6 +90,119 @@ def search(
     Console().print(table)
 
 
+@app.command()
+def mine(
+    chunks: Annotated[Path, typer.Argument(help="Chunks JSONL from geoprep extract.")],
+    out: Annotated[Path, typer.Option(help="Obligations JSONL to write.")] = Path("obligations.jsonl"),
+) -> None:
+    """Mine obligations (shall/must/may not ... about online services) from law chunks, tagged by topic."""
+    from data_prep.prep_cli import mine_command
+
+    mine_command(chunks, out)
+
+
+@app.command()
+def features(
+    obligations: Annotated[Path, typer.Argument(help="Obligations JSONL from geoprep mine.")],
+    out: Annotated[Path, typer.Option(help="Feature specs JSONL to write.")] = Path("features.jsonl"),
+    per_law: Annotated[int, typer.Option(help="Obligations per law turned into features (0: all).", min=0)] = 30,
+    per_obligation: Annotated[int, typer.Option(help="Differently worded features per obligation.", min=1)] = 2,
+    seed: Annotated[int, typer.Option(help="Seed for template choice (same seed, same features).")] = 0,
+) -> None:
+    """Generate product-style feature specs: positives from obligations, plus NEI and no-compliance negatives."""
+    from data_prep.prep_cli import features_command
+
+    features_command(obligations, out, per_law or None, per_obligation, seed)
+
+
+@app.command("import")
+def import_(
+    path: Annotated[Path, typer.Argument(help="Your features: CSV or JSONL with name, description[, label, law].")],
+    out: Annotated[Path, typer.Option(help="Feature specs JSONL to write (appended to with --append).")] = Path(
+        "features.jsonl"),
+    append: Annotated[bool, typer.Option(help="Add to an existing features file instead of replacing it.")] = False,
+    skip_bad: Annotated[bool, typer.Option(help="Report bad rows (file:line) and go on.")] = False,
+) -> None:
+    """Import your own features so build enriches them with retrieved law context."""
+    from data_prep.prep_cli import import_command
+
+    import_command(path, out, append, skip_bad)
+
+
+@app.command()
+def build(
+    features: Annotated[Path, typer.Argument(help="Feature specs JSONL (geoprep features / import).")],
+    obligations: Annotated[Path, typer.Option(help="Obligations JSONL (geoprep mine).")] = Path("obligations.jsonl"),
+    chunks: Annotated[Path, typer.Option(help="Chunks JSONL (geoprep extract).")] = Path("chunks.jsonl"),
+    out: Annotated[Path, typer.Option(help="Output folder for train/validation JSONL and the QC report.")] = Path(
+        "data"),
+    index: Annotated[Path | None, typer.Option(help="Local index directory (geoprep index).")] = None,
+    retriever: Annotated[str, typer.Option(help="Backend: local or kendra.")] = "local",
+    kendra_index_id: Annotated[str | None, typer.Option(help="Kendra index id (--retriever kendra).")] = None,
+    region: Annotated[str | None, typer.Option(help="AWS region for Kendra.")] = None,
+    glossary: Annotated[Path | None, typer.Option(help="Terminology CSV (term,definition).")] = None,
+    top_k: Annotated[int, typer.Option(help="Law snippets per example.", min=1)] = 3,
+    nei_share: Annotated[float, typer.Option(help="Target share of 'Not Enough Information'.")] = 0.30,
+    validation_fraction: Annotated[float, typer.Option(help="Share of obligation groups in validation.")] = 0.15,
+    tokenizer: Annotated[str | None, typer.Option(help="Model spec (e.g. demo) whose tokenizer sets the token "
+                                                       "budget; omitted: no budget (geosft train trims anyway).")] = None,
+    max_length: Annotated[int, typer.Option(help="Token budget per example with --tokenizer.", min=64)] = 512,
+    seed: Annotated[int, typer.Option(help="Seed for sampling and the split.")] = 0,
+) -> None:
+    """Assemble grounded examples, run QC (citations, near-duplicates, balance, budget) and split them."""
+    from data_prep.build import BuildConfig
+    from data_prep.prep_cli import build_command
+
+    cfg = BuildConfig(top_k=top_k, nei_share=nei_share, validation_fraction=validation_fraction, seed=seed,
+                      max_length=max_length if tokenizer else None)
+    build_command(features, obligations, chunks, out, cfg, index=index, retriever=retriever,
+                  kendra_index_id=kendra_index_id, region=region, glossary=glossary, tokenizer=tokenizer)
+
+
+@app.command()
+def upload(
+    data_dir: Annotated[Path, typer.Argument(help="Folder with train.jsonl and validation.jsonl.")],
+    s3_uri: Annotated[str, typer.Argument(help="s3://BUCKET/PREFIX; files go to PREFIX/data/.")],
+    endpoint_url: Annotated[str | None, typer.Option(help="S3-compatible endpoint (tests, MinIO).")] = None,
+    region: Annotated[str | None, typer.Option(help="AWS region.")] = None,
+) -> None:
+    """Upload the splits to S3 with SHA-256 checksums and verify them after upload."""
+    from data_prep.upload import upload as do_upload
+
+    for u in do_upload(data_dir, s3_uri, endpoint_url=endpoint_url, region=region):
+        typer.echo(f"{u.uri}  {u.examples} examples  {u.bytes} bytes  sha256={u.sha256_b64}  verified")
+
+
+@app.command()
+def pipeline(
+    input_dir: Annotated[Path, typer.Argument(help="Folder of law PDFs/texts (e.g. examples/corpus).")],
+    out: Annotated[Path, typer.Option(help="Output folder (all stage files, splits, QC report).")] = Path("data"),
+    retriever: Annotated[str, typer.Option(help="Backend: local (BM25 index built here) or kendra.")] = "local",
+    kendra_index_id: Annotated[str | None, typer.Option(help="Kendra index id (--retriever kendra).")] = None,
+    region: Annotated[str | None, typer.Option(help="AWS region for Kendra.")] = None,
+    glossary: Annotated[Path | None, typer.Option(help="Terminology CSV; default INPUT/glossary/terminology.csv.")] = None,
+    features_file: Annotated[Path | None, typer.Option("--features", help="Your own features (CSV/JSONL).")] = None,
+    per_law: Annotated[int, typer.Option(help="Obligations per law turned into features (0: all).", min=0)] = 30,
+    top_k: Annotated[int, typer.Option(help="Law snippets per example.", min=1)] = 3,
+    nei_share: Annotated[float, typer.Option(help="Target share of 'Not Enough Information'.")] = 0.30,
+    tokenizer: Annotated[str | None, typer.Option(help="Model spec (e.g. demo) for the token budget; "
+                                                       "omitted: no budget.")] = None,
+    max_length: Annotated[int, typer.Option(help="Token budget per example with --tokenizer.", min=64)] = 512,
+    seed: Annotated[int, typer.Option(help="Seed for sampling and the split.")] = 0,
+) -> None:
+    """extract -> index -> mine -> features -> build in one resumable command (finished stages are skipped)."""
+    from data_prep.build import BuildConfig
+    from data_prep.pipeline import PipelineConfig
+    from data_prep.prep_cli import pipeline_command
+
+    cfg = PipelineConfig(
+        input_dir=input_dir, out_dir=out, retriever=retriever, kendra_index_id=kendra_index_id, region=region,
+        glossary=glossary, features_file=features_file, per_law=per_law or None, tokenizer=tokenizer,
+        build=BuildConfig(top_k=top_k, nei_share=nei_share, seed=seed, max_length=max_length if tokenizer else None),
+    )
+    pipeline_command(cfg)
+
+
 def main() -> None:
     run_app(app, "geoprep")
 

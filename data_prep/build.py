@@ -1,0 +1,485 @@
+"""``geoprep build``: feature specs + retrieved law context -> QC'd ``train.jsonl`` / ``validation.jsonl``.
+
+Per spec: retrieve top-k context, keep only snippets whose jurisdiction applies to the feature and only ONE
+law per example (the obligation's law for positives, the best-ranked applicable law otherwise), then label:
+
+* positive  -> Needs Geo-Compliance, law and citation of the source obligation. If retrieval missed the
+  obligation's chunk it is inserted first (counted as ``source_chunk_injected``): the answer must be
+  grounded, and dropping those examples would remove exactly the features the retriever finds hard;
+* uncovered -> the same feature with context of a law that does not address its topic -> NEI;
+* ambiguous -> NEI; business -> No Geo-Compliance Needed; imported -> the user's label (unlabelled dropped).
+
+Then QC: citation validation (drop if the cited text is not in the context), near-duplicate removal, the
+optional token budget (sft.budget), class balance (NEI share), a deterministic split grouped by source
+obligation, and a report. Every stage is deterministic for a seed, so re-running yields the same files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import statistics
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from data_prep.features import (
+    AMBIGUOUS,
+    BUSINESS,
+    BUSINESS_REASONS,
+    IMPORTED,
+    POSITIVE,
+    TOPIC_PHRASES,
+    UNCOVERED,
+    FeatureSpec,
+    positive_reason,
+    region_name,
+)
+from data_prep.glossary import Glossary
+from data_prep.mine import Obligation
+from sft.contract import Answer, Example, Label, LawContext, PromptInput
+from sft.errors import UserError
+from sft.files import write_json_atomic, write_jsonl_atomic, write_text_atomic
+
+log = logging.getLogger(__name__)
+
+
+class Retriever(Protocol):
+    def search(self, query: str, k: int = 5, jurisdiction: str | None = None) -> list[LawContext]: ...
+
+
+@dataclass
+class BuildConfig:
+    top_k: int = field(default=3, metadata={"help": "Law snippets per example (most relevant first)."})
+    search_k: int = field(default=30, metadata={"help": "Hits fetched before the jurisdiction/law filters."})
+    nei_share: float = field(default=0.30, metadata={"help": "Target share of 'Not Enough Information'."})
+    nei_min: float = field(default=0.25, metadata={"help": "Lowest acceptable NEI share."})
+    nei_max: float = field(default=0.35, metadata={"help": "Highest acceptable NEI share."})
+    validation_fraction: float = field(default=0.15, metadata={"help": "Share of groups in validation."})
+    near_dup_threshold: float = field(default=0.9, metadata={"help": "Jaccard of word 3-grams that counts as duplicate."})
+    snippet_chars: int = field(default=350, metadata={"help": "Snippets are cut to this many characters."})
+    max_length: int | None = field(default=None, metadata={"help": "Token budget (needs a tokenizer); None: off."})
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.top_k < 1 or self.search_k < self.top_k:
+            raise UserError(f"top_k must be >= 1 and search_k >= top_k (got {self.top_k}, {self.search_k})")
+        if not 0 < self.nei_min <= self.nei_share <= self.nei_max < 1:
+            raise UserError(
+                f"need 0 < nei_min <= nei_share <= nei_max < 1 (got {self.nei_min}, {self.nei_share}, {self.nei_max})"
+            )
+        if not 0 < self.validation_fraction < 1:
+            raise UserError(f"validation_fraction must be in (0, 1), got {self.validation_fraction}")
+        if self.max_length is not None and self.max_length < 64:
+            raise UserError(f"max_length must be >= 64, got {self.max_length}")
+
+
+@dataclass
+class Candidate:
+    spec: FeatureSpec
+    example: Example
+    context: list[LawContext]
+    kind: str
+
+
+@dataclass
+class BuildResult:
+    train: list[Example]
+    validation: list[Example]
+    report: dict[str, Any]
+
+
+# ---------------------------------------------------------------------------------- context rules
+
+
+def jurisdiction_applies(snippet: str, feature: str | None) -> bool:
+    """A snippet applies to a feature in ``feature``'s jurisdiction if it is the same or a parent (US > US-UT).
+
+    A Florida section is filtered out of a Utah feature's context; a federal (US) one is kept.
+    """
+    if feature is None:
+        return True
+    return feature == snippet or feature.startswith(snippet + "-")
+
+
+def _cut(chunk: LawContext, chars: int) -> LawContext:
+    if len(chunk.snippet) <= chars:
+        return chunk
+    cut = chunk.snippet[:chars].rsplit(" ", 1)[0]
+    return chunk.model_copy(update={"snippet": cut + " ..."})
+
+
+class ContextBuilder:
+    def __init__(self, retriever: Retriever, chunks: dict[str, LawContext], config: BuildConfig, drops: Counter):
+        self.retriever, self.chunks, self.config, self.drops = retriever, chunks, config, drops
+        self.injected = 0
+        self.cross_filtered = 0
+
+    def _search(self, spec: FeatureSpec, k: int | None = None) -> list[LawContext]:
+        query = f"{spec.feature.name}. {spec.feature.description}"
+        hits = self.retriever.search(query, k=k or self.config.search_k)
+        kept = [h for h in hits if jurisdiction_applies(h.jurisdiction, spec.jurisdiction)]
+        if not kept and spec.jurisdiction:
+            # Nothing applicable among the best hits: ask the retriever for the feature's jurisdiction.
+            hits = self.retriever.search(query, k=k or self.config.search_k, jurisdiction=spec.jurisdiction)
+            kept = [h for h in hits if jurisdiction_applies(h.jurisdiction, spec.jurisdiction)]
+        self.cross_filtered += len(hits) - len(kept)
+        return kept
+
+    def for_law(
+        self, spec: FeatureSpec, law_id: str, law_jurisdiction: str | None = None, must_include: str | None = None
+    ) -> list[LawContext]:
+        hits = [h for h in self._search(spec) if h.law_id == law_id]
+        if not hits and law_jurisdiction:
+            # The law is not among the best hits: ask again within its jurisdiction (a Kendra page is small).
+            query = f"{spec.feature.name}. {spec.feature.description}"
+            found = self.retriever.search(query, k=self.config.search_k, jurisdiction=law_jurisdiction)
+            hits = [h for h in found if h.law_id == law_id]
+        hits = hits[: self.config.top_k]
+        if must_include and all(h.id != must_include for h in hits):
+            chunk = self.chunks.get(must_include)
+            if chunk is None:
+                return []
+            self.injected += 1
+            hits = [chunk, *hits][: self.config.top_k]
+        return [_cut(h, self.config.snippet_chars) for h in hits]
+
+    def best_law(self, spec: FeatureSpec, law_title: str | None = None) -> list[LawContext]:
+        hits = self._search(spec)
+        if law_title:
+            hits = [h for h in hits if h.title.lower() == law_title.lower() or h.law_id == law_title]
+        if not hits:
+            return []
+        law_id = hits[0].law_id
+        return [_cut(h, self.config.snippet_chars) for h in hits if h.law_id == law_id][: self.config.top_k]
+
+
+# ------------------------------------------------------------------------------------ assembling
+
+
+def _example_id(kind: str, feature_id: str) -> str:
+    return f"{kind}-" + hashlib.sha1(f"{kind}|{feature_id}".encode()).hexdigest()[:12]
+
+
+def _make(spec: FeatureSpec, kind: str, context: list[LawContext], answer: Answer, glossary: Glossary | None) -> Candidate:
+    text = f"{spec.feature.name} {spec.feature.description}"
+    notes = glossary.notes_for(text) if glossary else {}
+    prompt = PromptInput.build(spec.feature, context, notes)
+    example = Example.build(prompt, answer, id=_example_id(kind, spec.feature.id or text), group=spec.group)
+    return Candidate(spec, example, context, kind)
+
+
+def _uncovering_law(ob: Obligation, laws: dict[str, tuple[str, set[str]]]) -> tuple[str, str] | None:
+    """Another law whose context cannot decide the obligation's feature, and why (deterministic choice).
+
+    Preferred: a law that does not apply in the feature's jurisdiction (a Utah feature shown only GDPR text);
+    else a law with no obligation on the feature's topic.
+    """
+    foreign = sorted(law for law, (jur, _) in laws.items() if not jurisdiction_applies(jur, ob.jurisdiction))
+    off_topic = sorted(law for law, (_, topics) in laws.items() if law != ob.law_id and ob.topic not in topics)
+    pick = int(hashlib.sha1(ob.id.encode()).hexdigest(), 16)
+    if foreign:
+        return foreign[pick % len(foreign)], "foreign"
+    if off_topic:
+        return off_topic[pick % len(off_topic)], "off_topic"
+    return None
+
+
+def assemble(
+    specs: list[FeatureSpec],
+    obligations: dict[str, Obligation],
+    ctx: ContextBuilder,
+    glossary: Glossary | None,
+    drops: Counter,
+    progress: Callable[[], None] = lambda: None,
+) -> list[Candidate]:
+    topics_by_law: dict[str, tuple[str, set[str]]] = {}
+    for ob in obligations.values():
+        topics_by_law.setdefault(ob.law_id, (ob.jurisdiction, set()))[1].add(ob.topic)
+    out: list[Candidate] = []
+    for spec in specs:
+        progress()
+        out.extend(_candidates_for(spec, obligations, topics_by_law, ctx, glossary, drops))
+    return out
+
+
+def _candidates_for(spec, obligations, topics_by_law, ctx, glossary, drops) -> list[Candidate]:
+    where = region_name(spec.jurisdiction) if spec.jurisdiction else "its markets"
+    if spec.kind == POSITIVE:
+        ob = obligations.get(spec.obligation_id or "")
+        if ob is None:
+            drops["source obligation not found"] += 1
+            return []
+        context = ctx.for_law(spec, ob.law_id, ob.jurisdiction, must_include=ob.chunk_id)
+        if not context:
+            drops["source chunk not in the chunk file"] += 1
+            return []
+        out = [_make(spec, POSITIVE, context, Answer(compliance_flag=Label.NEEDS, law=ob.title,
+                                                     citation=ob.citation, reason=positive_reason(ob)), glossary)]
+        other = _uncovering_law(ob, topics_by_law)
+        if other is not None:
+            # Same feature (same group: never split apart), context of a law that cannot decide it.
+            nei_spec = spec.model_copy(update={"jurisdiction": None})
+            uctx = ctx.for_law(nei_spec, other[0], topics_by_law[other[0]][0])
+            if uctx:
+                if other[1] == "foreign":
+                    reason = (f"The law context given ({uctx[0].title}, {uctx[0].jurisdiction}) does not apply to "
+                              f"users in {where}, and no law for {where} is provided.")
+                else:
+                    reason = (f"The law context given ({uctx[0].title}) does not address "
+                              f"{TOPIC_PHRASES.get(ob.topic, ob.topic)}, so it cannot decide this feature.")
+                out.append(_make(spec, UNCOVERED, uctx, Answer(compliance_flag=Label.NEI, reason=reason), glossary))
+        return out
+    if spec.kind in (AMBIGUOUS, BUSINESS):
+        context = ctx.best_law(spec)
+        if not context:
+            drops["no applicable law context retrieved"] += 1
+            return []
+        if spec.kind == AMBIGUOUS:
+            answer = Answer(compliance_flag=Label.NEI, reason=(
+                f"The spec limits the feature to {where} without saying why or what it does to users, so its "
+                "legal relevance cannot be judged."))
+        else:
+            idx = int(hashlib.sha1(spec.feature.id.encode()).hexdigest(), 16) % len(BUSINESS_REASONS)
+            answer = Answer(compliance_flag=Label.NOT_NEEDED, reason=BUSINESS_REASONS[idx])
+        return [_make(spec, spec.kind, context, answer, glossary)]
+    if spec.kind == IMPORTED:
+        return _imported(spec, ctx, glossary, drops)
+    drops[f"unknown feature kind {spec.kind!r}"] += 1
+    return []
+
+
+def _imported(spec: FeatureSpec, ctx: ContextBuilder, glossary, drops) -> list[Candidate]:
+    f = spec.feature
+    if f.label is None:
+        drops["imported feature has no label"] += 1
+        return []
+    context = ctx.best_law(spec, f.law if f.label == Label.NEEDS else None)
+    if not context:
+        drops["no law context retrieved for imported feature"] += 1
+        return []
+    if f.label == Label.NEEDS:
+        answer = Answer(compliance_flag=Label.NEEDS, law=context[0].title, citation=context[0].citation,
+                        reason=f"The feature falls under {context[0].title} ({context[0].citation}).")
+    elif f.label == Label.NEI:
+        answer = Answer(compliance_flag=Label.NEI, reason="The spec does not give enough detail to decide.")
+    else:
+        answer = Answer(compliance_flag=Label.NOT_NEEDED, reason="The feature's regional scope has no legal driver.")
+    return [_make(spec, IMPORTED, context, answer, glossary)]
+
+
+# ---------------------------------------------------------------------------------------- QC steps
+
+
+def citation_valid(example: Example) -> str | None:
+    """None if the answer's citation (if any) is in the example's own law context, else the drop reason."""
+    answer = example.answer
+    if answer.citation is None:
+        return "answer needs a citation but has none" if answer.compliance_flag == Label.NEEDS else None
+    parsed = PromptInput.parse(example.input)
+    if parsed is None or answer.citation not in parsed.context_citations():
+        return "citation not in law context"
+    if answer.law is not None and answer.law not in parsed.context_laws():
+        return "law not in law context"
+    return None
+
+
+def _shingles(text: str) -> set[str]:
+    words = re.findall(r"[a-z]+", text.lower())
+    return {" ".join(words[i : i + 3]) for i in range(max(1, len(words) - 2))}
+
+
+def dedupe(cands: list[Candidate], threshold: float, drops: Counter) -> list[Candidate]:
+    """Drop near-duplicates: same answer (label, law, citation), same top context item, and feature text
+    3-gram Jaccard >= threshold. Such pairs teach nothing new and would leak across splits."""
+    kept: list[Candidate] = []
+    seen: dict[tuple, list[set[str]]] = {}
+    for c in cands:
+        a = c.example.answer
+        key = (a.compliance_flag, a.law, a.citation, c.context[0].id if c.context else None)
+        sh = _shingles(f"{c.spec.feature.name} {c.spec.feature.description}")
+        if any(len(sh & o) / max(1, len(sh | o)) >= threshold for o in seen.get(key, [])):
+            drops["near-duplicate"] += 1
+            continue
+        seen.setdefault(key, []).append(sh)
+        kept.append(c)
+    return kept
+
+
+def _stable_order(items: list[Candidate], seed: int, salt: str) -> list[Candidate]:
+    return sorted(items, key=lambda c: hashlib.sha1(f"{seed}|{salt}|{c.example.id}".encode()).hexdigest())
+
+
+def balance(cands: list[Candidate], config: BuildConfig, drops: Counter) -> list[Candidate]:
+    """Bring the NEI share to ``nei_share`` by down-sampling (NEI if too many; else NN, then positives)."""
+    nei = [c for c in cands if c.example.answer.compliance_flag == Label.NEI]
+    rest = [c for c in cands if c.example.answer.compliance_flag != Label.NEI]
+    s = config.nei_share
+    if not nei or not rest:
+        return cands
+    share = len(nei) / len(cands)
+    if share > s:
+        target = max(1, round(s * len(rest) / (1 - s)))
+        # Keep ambiguous specs first (they are scarcer), then uncovered ones; order stable for a seed.
+        ordered = _stable_order([c for c in nei if c.kind != UNCOVERED], config.seed, "nei") + _stable_order(
+            [c for c in nei if c.kind == UNCOVERED], config.seed, "nei")
+        drops["class balance (NEI down-sampled)"] += max(0, len(nei) - target)
+        nei = ordered[:target]
+    elif share < config.nei_min:
+        target_rest = round(len(nei) * (1 - s) / s)
+        nn = _stable_order([c for c in rest if c.example.answer.compliance_flag == Label.NOT_NEEDED], config.seed, "nn")
+        pos = _stable_order([c for c in rest if c.example.answer.compliance_flag == Label.NEEDS], config.seed, "pos")
+        cut = len(rest) - target_rest
+        cut_nn = min(cut, max(0, len(nn) - len(pos) // 3))
+        nn, pos = nn[: len(nn) - cut_nn], pos[: len(pos) - (cut - cut_nn)]
+        drops["class balance (majority down-sampled)"] += cut
+        rest = nn + pos
+    keep = {c.example.id for c in nei + rest}
+    return [c for c in cands if c.example.id in keep]
+
+
+def split_of(group: str, seed: int, fraction: float) -> str:
+    h = int(hashlib.sha256(f"{seed}|{group}".encode()).hexdigest()[:12], 16) / 16**12
+    return "validation" if h < fraction else "train"
+
+
+def apply_budget(cands: list[Candidate], tokenizer: Any, max_length: int, drops: Counter) -> tuple[list[Candidate], dict]:
+    from sft.budget import BudgetReport, fit_to_budget
+
+    report = BudgetReport(max_length)
+    kept: list[Candidate] = []
+    for c in cands:
+        res = fit_to_budget(c.example, tokenizer, max_length)
+        report.add(res)
+        if res.example is None:
+            drops[f"token budget: {res.reason}"] += 1
+            continue
+        c.example = res.example
+        kept.append(c)
+    return kept, report.as_dict()
+
+
+# ----------------------------------------------------------------------------------------- report
+
+
+def _stats(values: list[int]) -> dict[str, float]:
+    if not values:
+        return {}
+    values = sorted(values)
+    return {"min": values[0], "median": statistics.median(values), "p95": values[int(0.95 * (len(values) - 1))],
+            "max": values[-1], "mean": round(statistics.fmean(values), 1)}
+
+
+def _example_law(example: Example) -> tuple[str, str]:
+    parsed = PromptInput.parse(example.input)
+    ctx = parsed.law_context if parsed else []
+    law = example.answer.law or (ctx[0]["law"] if ctx else "-")
+    jur = ctx[0]["jurisdiction"] if ctx else "-"
+    return law, jur
+
+
+def make_report(splits: dict[str, list[Example]], drops: Counter, extra: dict[str, Any]) -> dict[str, Any]:
+    report: dict[str, Any] = {"counts": {}, "dropped": dict(drops.most_common()), **extra}
+    allx = [e for xs in splits.values() for e in xs]
+    for name, xs in {**splits, "total": allx}.items():
+        labels = Counter(e.answer.compliance_flag.value for e in xs)
+        laws, jurs = Counter(), Counter()
+        for e in xs:
+            law, jur = _example_law(e)
+            laws[law] += 1
+            jurs[jur] += 1
+        report["counts"][name] = {
+            "examples": len(xs),
+            "groups": len({e.group for e in xs}),
+            "by_label": dict(labels.most_common()),
+            "nei_share": round(labels[Label.NEI.value] / len(xs), 4) if xs else 0.0,
+            "by_law": dict(laws.most_common()),
+            "by_jurisdiction": dict(jurs.most_common()),
+        }
+    ctx_items = [len((PromptInput.parse(e.input) or PromptInput(feature={})).law_context) for e in allx]
+    report["context"] = {"items_per_example": _stats(ctx_items), "input_chars": _stats([len(e.input) for e in allx])}
+    return report
+
+
+def report_table(report: dict[str, Any]) -> str:
+    """The report as a readable Markdown table (what ``geoprep build`` prints)."""
+    c = report["counts"]
+    lines = ["| | train | validation | total |", "|---|---:|---:|---:|"]
+    lines.append(f"| examples | {c['train']['examples']} | {c['validation']['examples']} | {c['total']['examples']} |")
+    for label in Label:
+        row = [str(c[s]["by_label"].get(label.value, 0)) for s in ("train", "validation", "total")]
+        lines.append(f"| {label.value} | " + " | ".join(row) + " |")
+    lines.append(f"| NEI share | {c['train']['nei_share']:.1%} | {c['validation']['nei_share']:.1%} | "
+                 f"{c['total']['nei_share']:.1%} |")
+    for key, title in (("by_law", "law"), ("by_jurisdiction", "jurisdiction")):
+        lines += ["", f"| {title} | train | validation | total |", "|---|---:|---:|---:|"]
+        for name in c["total"][key]:
+            lines.append(f"| {name} | " + " | ".join(str(c[s][key].get(name, 0)) for s in ("train", "validation", "total")) + " |")
+    lines += ["", "| dropped: reason | count |", "|---|---:|"]
+    lines += [f"| {r} | {n} |" for r, n in report["dropped"].items()] or ["| (none) | 0 |"]
+    ctx = report["context"]
+    lines += ["", "| context | min | median | p95 | max |", "|---|---:|---:|---:|---:|"]
+    for key in ("items_per_example", "input_chars"):
+        s = ctx.get(key) or {}
+        if s:
+            lines.append(f"| {key} | {s['min']} | {s['median']} | {s['p95']} | {s['max']} |")
+    if report.get("budget"):
+        b = report["budget"]
+        lines += ["", f"Token budget {b['max_length']}: fit {b['fit']}, trimmed {b['trimmed']}, dropped {b['dropped']}, "
+                  f"longest kept {b['longest_kept_tokens']} tokens."]
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------------------ driver
+
+
+def build(
+    specs: list[FeatureSpec],
+    obligations: list[Obligation],
+    chunks: Iterable[LawContext],
+    retriever: Retriever,
+    config: BuildConfig,
+    *,
+    glossary: Glossary | None = None,
+    tokenizer: Any = None,
+    progress: Callable[[], None] = lambda: None,
+) -> BuildResult:
+    if config.max_length is not None and tokenizer is None:
+        raise UserError("max_length is set but no tokenizer was given (use --tokenizer, or --no-budget)")
+    drops: Counter[str] = Counter()
+    ctx = ContextBuilder(retriever, {c.id: c for c in chunks}, config, drops)
+    cands = assemble(specs, {o.id: o for o in obligations}, ctx, glossary, drops, progress)
+    valid = []
+    for c in cands:
+        reason = citation_valid(c.example)
+        if reason:
+            drops[reason] += 1
+        else:
+            valid.append(c)
+    cands = dedupe(valid, config.near_dup_threshold, drops)
+    budget = None
+    if tokenizer is not None and config.max_length is not None:
+        cands, budget = apply_budget(cands, tokenizer, config.max_length, drops)
+    cands = balance(cands, config, drops)
+    splits: dict[str, list[Example]] = {"train": [], "validation": []}
+    for c in cands:
+        splits[split_of(c.example.group or c.example.id or "", config.seed, config.validation_fraction)].append(c.example)
+    extra = {"config": asdict(config), "source_chunk_injected": ctx.injected,
+             "cross_jurisdiction_filtered": ctx.cross_filtered, "budget": budget,
+             "candidates_by_kind": dict(Counter(c.kind for c in cands))}
+    return BuildResult(splits["train"], splits["validation"], make_report(splits, drops, extra))
+
+
+def write_outputs(result: BuildResult, out_dir: str | Path) -> dict[str, Path]:
+    """Write the splits and the report atomically; a crash leaves the previous complete set."""
+    out = Path(out_dir)
+    paths = {"train": out / "train.jsonl", "validation": out / "validation.jsonl",
+             "report": out / "qc_report.json", "table": out / "qc_report.md"}
+    write_jsonl_atomic(paths["train"], (e.to_json() for e in result.train))
+    write_jsonl_atomic(paths["validation"], (e.to_json() for e in result.validation))
+    write_json_atomic(paths["report"], result.report)
+    write_text_atomic(paths["table"], report_table(result.report))
+    return paths

@@ -1,0 +1,153 @@
+"""Obligation mining: sentences of law text with deontic force about online services, tagged by topic.
+
+An obligation is one sentence of a chunk ("... shall ensure ...", "... is prohibited from ...") that speaks
+about an online service (platform, account, minor, data, advertising, ...). Each keeps the chunk's law,
+citation and jurisdiction, so every feature generated from it can be grounded in that chunk later.
+
+Rule based on purpose: it is deterministic, explainable in review, and good enough to seed training data.
+Its precision matters more than its recall (a wrong obligation yields a wrongly labelled example), so a
+sentence needs both a deontic marker and a topic keyword; sentences about no known topic are skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from sft.contract import ContractError, LawContext, iter_jsonl
+from sft.files import write_jsonl_atomic
+
+# Deontic markers: obligations ("shall", "must", "is required to"), prohibitions ("may not", "shall not",
+# "is prohibited from") and duties to ensure. "may" alone is permission, not an obligation: not matched.
+DEONTIC = re.compile(
+    r"\b(shall(?:\s+not)?|must(?:\s+not)?|may\s+not|is\s+(?:prohibited|required|obliged|obligated)\s+(?:from|to)"
+    r"|are\s+(?:prohibited|required|obliged|obligated)\s+(?:from|to)|has\s+a\s+duty\s+to|shall\s+ensure)\b",
+    re.IGNORECASE,
+)
+
+# Topic -> keywords (regex fragments, matched case-insensitively). Order matters: the first topic with the
+# most hits wins ties, so specific topics come before broad ones.
+TOPICS: dict[str, tuple[str, ...]] = {
+    "csam_reporting": (r"child sexual abuse", r"cybertipline", r"apparent violation", r"child pornography",
+                       r"sexual exploitation"),
+    "time_of_day_limits": (r"10:30 p\.?m", r"6:30 a\.?m", r"between the hours", r"curfew", r"time of day",
+                           r"12 a\.?m\.?", r"6 a\.?m\.?", r"hours of"),
+    "addictive_feeds": (r"addictive", r"infinite scroll", r"auto-?play", r"push notification", r"engagement",
+                        r"\bfeed"),
+    "parental_consent": (r"parent(?:al)?\b", r"guardian", r"consent of (?:a|the) parent", r"holder of parental"),
+    "age_assurance": (r"age verification", r"verify the age", r"age assurance", r"age of", r"years of age",
+                      r"under (?:the age of )?1[3-8]", r"minor", r"account holder", r"date of birth"),
+    "recommender_transparency": (r"recommender system", r"recommendation", r"ranking", r"profiling",
+                                 r"main parameters"),
+    "ads_to_minors": (r"advertis", r"targeted", r"sponsored", r"commercial communication"),
+    "data_minimisation": (r"personal data", r"retention", r"retain", r"delete", r"erasure", r"minimi[sz]",
+                          r"storage limitation", r"collect"),
+    "notice_and_action": (r"notice", r"illegal content", r"statement of reasons", r"complaint", r"trusted flagger",
+                          r"remov(?:e|al)", r"disabl(?:e|ing) access"),
+    "transparency_reporting": (r"transparency report", r"publish", r"terms and conditions", r"annual"),
+    "risk_assessment": (r"systemic risk", r"risk assessment", r"audit", r"mitigat"),
+}
+_TOPIC_RES = {t: [re.compile(k, re.IGNORECASE) for k in kws] for t, kws in TOPICS.items()}
+
+# A sentence must be about an online service to become a training obligation.
+ONLINE = re.compile(
+    r"\b(online|platform|social media|service|account|user|provider|interactive computer|website|app"
+    r"|application|internet|digital|controller|processor|recipient)s?\b",
+    re.IGNORECASE,
+)
+
+# Deontic words that state no duty: rules of construction and definitions.
+NOT_A_DUTY = re.compile(r"shall not be (?:construed|interpreted|deemed)|\bnothing in this|\bmeans\b", re.IGNORECASE)
+
+_SENTENCE_END = re.compile(r"(?<=[.;:])\s+(?=[A-Z(\"“])")
+MIN_CHARS, MAX_CHARS = 60, 700
+
+
+class Obligation(BaseModel):
+    """One mined obligation. ``id`` is stable across runs (chunk id + sentence hash)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str
+    chunk_id: str
+    law_id: str
+    title: str
+    citation: str
+    jurisdiction: str
+    topic: str
+    text: str
+
+
+def split_sentences(text: str) -> list[str]:
+    text = re.sub(r"\s+", " ", text).strip()
+    return [s.strip() for s in _SENTENCE_END.split(text) if s.strip()]
+
+
+def classify_topic(sentence: str) -> str | None:
+    """The topic with the most keyword hits (ties: the earlier, more specific topic), or None."""
+    best, best_hits = None, 0
+    for topic, patterns in _TOPIC_RES.items():
+        hits = sum(1 for p in patterns if p.search(sentence))
+        if hits > best_hits:
+            best, best_hits = topic, hits
+    return best
+
+
+def mine_chunk(chunk: LawContext) -> list[Obligation]:
+    found: list[Obligation] = []
+    for sentence in split_sentences(chunk.snippet):
+        if not (MIN_CHARS <= len(sentence) <= MAX_CHARS):
+            continue
+        if not DEONTIC.search(sentence) or not ONLINE.search(sentence) or NOT_A_DUTY.search(sentence):
+            continue
+        topic = classify_topic(sentence)
+        if topic is None:
+            continue
+        digest = hashlib.sha1(sentence.encode("utf-8")).hexdigest()[:8]
+        found.append(
+            Obligation(
+                id=f"{chunk.id}~{digest}", chunk_id=chunk.id, law_id=chunk.law_id, title=chunk.title,
+                citation=chunk.citation, jurisdiction=chunk.jurisdiction, topic=topic, text=sentence,
+            )
+        )
+    return found
+
+
+def mine(chunks: Iterable[LawContext]) -> list[Obligation]:
+    """All obligations in ``chunks``, without duplicates (same id), in chunk order."""
+    seen: set[str] = set()
+    out: list[Obligation] = []
+    for chunk in chunks:
+        for ob in mine_chunk(chunk):
+            if ob.id not in seen:
+                seen.add(ob.id)
+                out.append(ob)
+    return out
+
+
+def write_obligations(path: str | Path, obligations: Iterable[Obligation]) -> int:
+    return write_jsonl_atomic(path, (o.model_dump_json() for o in obligations))
+
+
+def read_obligations(path: str | Path) -> list[Obligation]:
+    out = []
+    for where, obj in iter_jsonl(path):
+        try:
+            out.append(Obligation.model_validate(obj))
+        except ValidationError as e:
+            err = e.errors()[0]
+            raise ContractError(f"{where}: field '{'.'.join(map(str, err['loc']))}': {err['msg']}") from None
+    return out
+
+
+def summary(obligations: Iterable[Obligation]) -> dict[str, dict[str, int]]:
+    obs = list(obligations)
+    return {
+        "by_law": dict(Counter(o.law_id for o in obs).most_common()),
+        "by_topic": dict(Counter(o.topic for o in obs).most_common()),
+    }

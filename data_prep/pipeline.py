@@ -1,0 +1,178 @@
+"""``geoprep pipeline``: extract -> index -> mine -> features -> build, in one resumable command.
+
+Each stage writes its output atomically and records a stamp (a hash of its inputs and parameters) in
+``OUT/.stages.json``. Re-running skips a stage whose output exists and whose stamp matches, so a run that was
+interrupted resumes at the stage it was in, and nothing is ever appended twice. Changing a parameter or an
+input file re-runs that stage and everything after it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from data_prep.build import BuildConfig, BuildResult, build, write_outputs
+from data_prep.features import generate, import_features, read_features, write_features
+from data_prep.glossary import Glossary
+from data_prep.mine import mine, read_obligations, write_obligations
+from sft.errors import UserError
+from sft.files import write_json_atomic
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PipelineConfig:
+    input_dir: Path = field(metadata={"help": "Folder with law PDFs/texts (e.g. examples/corpus)."})
+    out_dir: Path = field(metadata={"help": "Where chunks, index, obligations, features and the splits go."})
+    retriever: str = field(default="local", metadata={"help": "'local' (BM25 index) or 'kendra'."})
+    kendra_index_id: str | None = None
+    region: str | None = None
+    glossary: Path | None = field(default=None, metadata={"help": "Terminology CSV; default INPUT/glossary/terminology.csv."})
+    features_file: Path | None = field(default=None, metadata={"help": "Your own features (CSV/JSONL) to add."})
+    per_law: int | None = field(default=30, metadata={"help": "Obligations per law turned into features (None: all)."})
+    registry: Path | None = None
+    build: BuildConfig = field(default_factory=BuildConfig)
+    tokenizer: str | None = field(default=None, metadata={"help": "Model spec whose tokenizer sets the budget."})
+
+    def __post_init__(self) -> None:
+        self.input_dir, self.out_dir = Path(self.input_dir), Path(self.out_dir)
+        if self.retriever not in ("local", "kendra"):
+            raise UserError(f"retriever must be 'local' or 'kendra', got {self.retriever!r}")
+        if self.retriever == "kendra" and not self.kendra_index_id:
+            raise UserError("--retriever kendra needs --kendra-index-id")
+        if self.per_law is not None and self.per_law < 1:
+            raise UserError(f"per_law must be >= 1, got {self.per_law}")
+        if self.glossary is None and (self.input_dir / "glossary" / "terminology.csv").is_file():
+            self.glossary = self.input_dir / "glossary" / "terminology.csv"
+        if self.tokenizer is not None and self.build.max_length is None:
+            self.build.max_length = 512
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    paths = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for p in paths:
+        h.update(str(p.relative_to(path) if path.is_dir() else p.name).encode())
+        h.update(hashlib.sha256(p.read_bytes()).digest())
+    return h.hexdigest()
+
+
+class Stages:
+    """The stamp file: which stage ran with which inputs."""
+
+    def __init__(self, out_dir: Path):
+        self.path = out_dir / ".stages.json"
+        self.done: dict[str, str] = json.loads(self.path.read_text()) if self.path.is_file() else {}
+
+    def run(self, name: str, stamp_parts: list[Any], outputs: list[Path], fn: Callable[[], None]) -> bool:
+        """Run ``fn`` unless ``outputs`` exist with the same stamp. Returns True if it ran."""
+        stamp = hashlib.sha256(json.dumps(stamp_parts, default=str, sort_keys=True).encode()).hexdigest()
+        if self.done.get(name) == stamp and all(p.exists() for p in outputs):
+            log.info("%s: up to date, skipped", name)
+            return False
+        log.info("%s: running", name)
+        fn()
+        self.done[name] = stamp
+        write_json_atomic(self.path, self.done)
+        return True
+
+
+def open_pipeline_retriever(cfg: PipelineConfig, index_dir: Path, kendra_client: Any = None) -> Any:
+    from data_prep import retrieval
+
+    if cfg.retriever == "local":
+        return retrieval.LocalRetriever(index_dir)
+    inner = retrieval.KendraRetriever(cfg.kendra_index_id, client=kendra_client, region=cfg.region,
+                                      page_size=min(100, cfg.build.search_k))
+    # Cached: a resumed or repeated build does not pay for the same Kendra queries twice.
+    return retrieval.CachedRetriever(inner, cfg.out_dir / "kendra_cache.sqlite")
+
+
+def load_tokenizer(spec: str) -> Any:
+    """Only the tokenizer of a model spec (``demo``, a hub id, a directory): no weights are loaded."""
+    from sft import models
+
+    return models.load_tokenizer(models.resolve(spec))
+
+
+def run_pipeline(
+    cfg: PipelineConfig, *, kendra_client: Any = None, progress: bool = True
+) -> tuple[BuildResult | None, dict[str, bool]]:
+    """Run all stages; returns the build result (None if the build was up to date) and which stages ran."""
+    from data_prep.chunks import read_chunks
+    from data_prep.extract import run_extract
+
+    out = cfg.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    stages = Stages(out)
+    chunks_path, index_dir = out / "chunks.jsonl", out / "index"
+    obligations_path, features_path = out / "obligations.jsonl", out / "features.jsonl"
+    ran: dict[str, bool] = {}
+    ran["extract"] = stages.run(
+        "extract", [file_digest(cfg.input_dir), str(cfg.registry and file_digest(cfg.registry))], [chunks_path],
+        lambda: run_extract(cfg.input_dir, chunks_path, cfg.registry, progress=progress),
+    )
+    chunks_stamp = file_digest(chunks_path)
+    if cfg.retriever == "local":
+        from data_prep.retrieval import build_local_index
+
+        ran["index"] = stages.run("index", [chunks_stamp], [index_dir],
+                                  lambda: build_local_index(chunks_path, index_dir))
+    ran["mine"] = stages.run("mine", [chunks_stamp], [obligations_path],
+                             lambda: write_obligations(obligations_path, mine(read_chunks(chunks_path))))
+    obligations_stamp = file_digest(obligations_path)
+
+    def _features() -> None:
+        specs = generate(read_obligations(obligations_path), seed=cfg.build.seed, per_law=cfg.per_law)
+        if cfg.features_file:
+            specs += import_features(cfg.features_file)
+        write_features(features_path, specs)
+
+    ran["features"] = stages.run(
+        "features", [obligations_stamp, cfg.per_law, cfg.build.seed,
+                     str(cfg.features_file and file_digest(cfg.features_file))], [features_path], _features,
+    )
+    result: dict[str, BuildResult] = {}
+
+    def _build() -> None:
+        glossary = Glossary.load(cfg.glossary) if cfg.glossary else None
+        tokenizer = load_tokenizer(cfg.tokenizer) if cfg.tokenizer else None
+        retriever = open_pipeline_retriever(cfg, index_dir, kendra_client)
+        result["r"] = run_build(features_path, obligations_path, chunks_path, retriever, cfg.build, out,
+                                glossary=glossary, tokenizer=tokenizer, progress=progress)
+
+    ran["build"] = stages.run(
+        "build", [file_digest(features_path), obligations_stamp, chunks_stamp, asdict(cfg.build), cfg.tokenizer,
+                  cfg.retriever, cfg.kendra_index_id, str(cfg.glossary and file_digest(cfg.glossary))],
+        [out / "train.jsonl", out / "validation.jsonl", out / "qc_report.json"], _build,
+    )
+    return result.get("r"), ran
+
+
+def run_build(
+    features_path: Path, obligations_path: Path, chunks_path: Path, retriever: Any, config: BuildConfig,
+    out_dir: Path, *, glossary: Glossary | None = None, tokenizer: Any = None, progress: bool = True,
+) -> BuildResult:
+    """Read the stage files, build, write the splits and the QC report (atomically)."""
+    from data_prep.chunks import read_chunks
+
+    specs = read_features(features_path)
+    obligations = read_obligations(obligations_path)
+    if progress:
+        from rich.progress import Progress
+
+        with Progress(transient=True) as bar:
+            task = bar.add_task("build", total=len(specs))
+            result = build(specs, obligations, read_chunks(chunks_path), retriever, config, glossary=glossary,
+                           tokenizer=tokenizer, progress=lambda: bar.advance(task))
+    else:
+        result = build(specs, obligations, read_chunks(chunks_path), retriever, config, glossary=glossary,
+                       tokenizer=tokenizer)
+    write_outputs(result, out_dir)
+    return result

@@ -53,11 +53,16 @@ def _page_lines(page) -> tuple[float, list[list[Line]]]:
     return page.rect.height, blocks
 
 
-def _join(lines: list[str]) -> str:
-    """Join the lines of one paragraph, re-joining words hyphenated at a line break."""
+def _join(lines: list[str], words: set[str]) -> str:
+    """Join the lines of one paragraph, re-joining words hyphenated at a line break.
+
+    "estab-" + "lishment" becomes "establishment" only when the document uses that word elsewhere;
+    otherwise the hyphen is real ("internet-" + "based" stays "internet-based")."""
     out = ""
     for text in lines:
-        if out.endswith("-") and len(out) > 1 and out[-2].isalpha() and text[:1].islower():
+        head = re.search(r"([A-Za-z]+)-$", out)
+        tail = re.match(r"[a-z]+", text)
+        if head and tail and (head.group(1) + tail.group(0)).lower() in words:
             out = out[:-1] + text
         else:
             out = f"{out} {text}" if out else text
@@ -87,6 +92,7 @@ def pdf_paragraphs(path: str) -> list[tuple[int, list[str]]]:
                 seen.add(_key(line.text))
         margin_keys.update(seen)
     body = sizes.most_common(1)[0][0]
+    words = {w.lower() for _, blocks in pages for b in blocks for ln in b for w in re.findall(r"[A-Za-z]+", ln.text)}
     need = max(2, _REPEAT * len(pages)) if len(pages) > 1 else float("inf")
     furniture = {k for k, n in margin_keys.items() if n >= need and not _MARKER.match(k)}
 
@@ -107,7 +113,7 @@ def pdf_paragraphs(path: str) -> list[tuple[int, list[str]]]:
                     continue
                 kept.append(line.text)
             if kept:
-                paras.append(_join(kept))
+                paras.append(_join(kept, words))
         out.append((pageno, _merge_markers(paras)))
     return out
 

@@ -1,0 +1,147 @@
+"""geosft train on the tiny fixture model: masking on the trainer's real batches, the budget, learning,
+the output directory contract (reload + generate), and the config surfaces (CLI, YAML, hyperparameters)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sft.config import TrainConfig, cli_config
+from sft.contract import read_examples, render_completion, render_prompt
+from sft.errors import UserError
+from sft.sample_data import make_examples, write_examples
+
+pytest.importorskip("trl")
+
+
+def _cfg(tmp_path: Path, model_dir: Path, **kw) -> TrainConfig:
+    base = dict(
+        data=str(write_examples(tmp_path / "train.jsonl", 8, seed=1)),
+        model=str(model_dir), output=str(tmp_path / "out"), batch_size=4, max_steps=2,
+        eval_sample=0, logging_steps=1,
+    )
+    return TrainConfig(**{**base, **kw})
+
+
+def test_masking_on_collated_batch(tmp_path, tiny_model_dir):
+    """Every prompt token's label is -100; every answer token, EOS included, is trained on."""
+    from sft.train import build_trainer
+
+    prep = build_trainer(_cfg(tmp_path, tiny_model_dir, max_length=4096))  # nothing trimmed
+    trainer, tok = prep.trainer, prep.tokenizer
+    ex = next(read_examples(tmp_path / "train.jsonl"))
+    prompt_ids = tok(render_prompt(ex.instruction, ex.input))["input_ids"]
+    row = next(r for r in trainer.train_dataset if r["input_ids"][: len(prompt_ids)] == prompt_ids)
+    batch = trainer.data_collator([row, trainer.train_dataset[1]])  # padded against a different length
+    labels = batch["labels"][0]
+    n_prompt = len(prompt_ids)
+    n_answer = len(tok(render_completion(ex.output), add_special_tokens=False)["input_ids"]) + 1  # + EOS
+    assert (labels[:n_prompt] == -100).all()
+    answer_labels = labels[n_prompt : n_prompt + n_answer]
+    assert (answer_labels != -100).all()
+    assert answer_labels[-1].item() == tok.eos_token_id
+    assert tok.decode(answer_labels[:-1]) == render_completion(ex.output)
+    assert (labels[n_prompt + n_answer :] == -100).all()  # padding, if any
+    assert (batch["attention_mask"][0][: n_prompt + n_answer] == 1).all()
+    # dynamic padding: the batch is as long as its longest row, not max_length
+    assert batch["input_ids"].shape[1] == max(len(row["input_ids"]), len(trainer.train_dataset[1]["input_ids"]))
+
+
+def test_overlong_example_keeps_full_response(tmp_path, tiny_model_dir):
+    from sft.data import prepare_split
+    from sft.models import load_model_and_tokenizer
+
+    _, tok = load_model_and_tokenizer(tiny_model_dir)
+    path = write_examples(tmp_path / "long.jsonl", 6, seed=3, min_words=150, max_words=200)
+    split = prepare_split("train", path, tok, 450)
+    report = split.report.as_dict()
+    assert report["trimmed"] >= 1
+    originals = {ex.id: ex for ex in read_examples(path)}
+    for ex, row in zip(split.examples, split.rows, strict=True):
+        assert row["completion"] == render_completion(originals[ex.id].output)
+        assert len(tok(row["prompt"] + row["completion"])["input_ids"]) + 1 <= 450
+    assert report["fit"] + report["trimmed"] + report["dropped"] == 6
+
+
+def test_train_learns_saves_reloads_and_generates(tmp_path, tiny_model_dir):
+    import torch
+
+    from sft.models import load_model_and_tokenizer
+    from sft.train import run_training
+
+    val = write_examples(tmp_path / "val.jsonl", 4, seed=9)
+    cfg = _cfg(tmp_path, tiny_model_dir, data=str(write_examples(tmp_path / "t4.jsonl", 4, seed=1)),
+               validation=str(val), max_steps=12, learning_rate=5e-2, warmup_ratio=0.0, eval_sample=2,
+               max_new_tokens=8, save_steps=6, lora_dropout=0.0)
+    metrics = run_training(cfg)
+    losses = [x["loss"] for x in metrics["train_loss"]]
+    # The same 4 examples every step, no dropout: only learning lowers the loss. (The fixture's logits are
+    # tiny, hidden 16 with a frozen lm_head, so the achievable drop is ~0.08 nats.)
+    assert losses[-1] < losses[0] - 0.05, losses
+    assert [e["step"] for e in metrics["eval"]] == [6, 12]
+    assert metrics["best_checkpoint"].endswith(f"checkpoint-{min(metrics['eval'], key=lambda e: e['eval_loss'])['step']}")
+    assert len(metrics["generation"]) == 2 and {"json_valid_rate", "label_accuracy"} <= set(metrics["generation"][0])
+
+    out = Path(cfg.output)
+    for name in ("adapter_model.safetensors", "adapter_config.json", "tokenizer.json", "train_config.json",
+                 "metrics.json", "budget.json"):
+        assert (out / name).is_file(), name
+    assert json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"] == str(
+        Path(tiny_model_dir).resolve())
+    saved = json.loads((out / "train_config.json").read_text())
+    assert saved["learning_rate"] == 5e-2 and saved["target_modules"] == "all-linear"
+    budget = json.loads((out / "budget.json").read_text())["train"]
+    assert budget["fit"] + budget["trimmed"] == 4 and budget["max_length"] == 512
+
+    model, tok = load_model_and_tokenizer(out)
+    assert type(model).__name__.startswith("Peft")
+    ex = make_examples(1)[0]
+    enc = tok(render_prompt(ex.instruction, ex.input), return_tensors="pt")
+    with torch.no_grad():
+        gen = model.generate(**enc, max_new_tokens=5, do_sample=False)
+    assert gen.shape[1] > enc["input_ids"].shape[1]
+
+
+def test_config_surfaces(tmp_path):
+    assert TrainConfig().model == "deepseek-ai/deepseek-llm-7b-base"
+    assert (TrainConfig().epochs, TrainConfig().learning_rate, TrainConfig().max_length) == (3, 5e-5, 512)
+    assert TrainConfig(target_modules=["all"]).target_modules == "all-linear"
+    assert TrainConfig(target_modules="all").target_modules == "all-linear"
+    assert TrainConfig(target_modules='["q_proj","v_proj"]').target_modules == ["q_proj", "v_proj"]
+    with pytest.raises(UserError, match="7b-base"):
+        TrainConfig(model="deepseek-ai/deepseek-llm-8b-base")
+    hp = {"epochs": "1", "merge": "True", "resume": "false", "learning_rate": "1e-4", "target_modules": '["all"]'}
+    from sft.sagemaker_env import decode_hyperparameter
+
+    cfg = TrainConfig.from_hyperparameters({k: decode_hyperparameter(v) for k, v in hp.items()})
+    assert (cfg.epochs, cfg.merge, cfg.resume, cfg.learning_rate) == (1.0, True, False, 1e-4)
+    with pytest.raises(UserError, match="HF_TOKEN"):
+        TrainConfig.from_dict({"hf_token": "hf_secret"})
+    with pytest.raises(UserError, match="unknown setting 'lora_rank'"):
+        TrainConfig.from_dict({"lora_rank": 4})
+    y = tmp_path / "c.yaml"
+    y.write_text("epochs: 2\nlora_r: 16\nmodel: demo\n")
+    cfg = cli_config(y, {"epochs": 5.0, "data": None}, ["lora_alpha=32"])
+    assert (cfg.epochs, cfg.lora_r, cfg.lora_alpha, cfg.model) == (5.0, 16, 32, "demo")  # flags beat YAML
+    with pytest.raises(UserError, match=r"c.yaml: lora_r: expected int"):
+        cli_config(y, {}, ["lora_r=x"])
+
+
+def test_cli_train_and_bad_data(tmp_path, tiny_model_dir):
+    geosft = Path(sys.executable).parent / "geosft"
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"instruction": "i", "input": "x", "output": "{\\"compliance_flag\\": \\"maybe\\"}"}\n')
+    proc = subprocess.run([str(geosft), "train", "--data", str(bad), "--model", str(tiny_model_dir),
+                           "--output", str(tmp_path / "o")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert f"{bad}:1: field 'output.compliance_flag'" in proc.stderr and "Traceback" not in proc.stderr
+    data = write_examples(tmp_path / "d.jsonl", 4)
+    proc = subprocess.run([str(geosft), "train", "--data", str(data), "--model", str(tiny_model_dir),
+                           "--output", str(tmp_path / "o"), "--max-steps", "1", "--set", "eval_sample=0"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads((tmp_path / "o" / "metrics.json").read_text())["global_step"] == 1

@@ -24,7 +24,7 @@ from sft.contract import LawContext
 
 MAX_CHARS = 1500  # ~350 tokens: leaves room for the feature, glossary and other chunks in 512
 _EU_ARTICLE = re.compile(r"^Article (\d+[a-z]?)$")
-_EU_ANNEX = re.compile(r"^ANNEX ([IVXLC]+)$")
+_EU_ANNEX = re.compile(r"^ANNEX(?: ([IVXLC]+))?$")  # the DMA has one, unnumbered "ANNEX"
 _EU_STOP = re.compile(r"^(?:Done at |This Regulation shall be binding in its entirety)")
 _EU_PARA = re.compile(r"^(\d+)\.\s*(.*)$")
 _SUB = re.compile(r"^\(([0-9]+|[a-z])\)\s*(.*)$")
@@ -70,11 +70,11 @@ def _units_eu(stream: Iterable[tuple[int | None, str]]) -> Iterator[_Unit]:
             unit = _Unit("art", m.group(1), page)
             continue
         m = _EU_ANNEX.match(text)
-        if m and last_article and _roman(m.group(1)) == last_annex + 1:
+        if m and last_article and _roman(m.group(1) or "I") == last_annex + 1:
             if unit:
                 yield unit
             last_annex += 1
-            unit = _Unit("annex", m.group(1), page)
+            unit = _Unit("annex", m.group(1) or "", page)
             continue
         if unit is None:
             continue
@@ -112,7 +112,11 @@ def _units_us(stream: Iterable[tuple[int | None, str]], entry: LawEntry) -> Iter
             rest = text[m.end():].strip(" .-—")
             # "27002. (a) (1) Except ..." : the heading line can carry the first subsection.
             head, sub = re.match(r"^(.*?)(\((?:1|a)\).*)?$", rest).groups()
-            unit.heading = head.strip()
+            head = head.strip()
+            if _is_title(head):
+                unit.heading = head
+            elif head:  # "27005. An operator ... shall ...": no title, the line is law text
+                unit.paras.append((None, [(page, head)]))
             if not sub:
                 continue
             text = sub
@@ -132,6 +136,11 @@ def _units_us(stream: Iterable[tuple[int | None, str]], entry: LawEntry) -> Iter
             unit.paras.append((None, [(page, text)]))
     if unit:
         yield unit
+
+
+def _is_title(text: str) -> bool:
+    """'Definitions.' or 'Social media use for minors.—' is a section title; a sentence is not."""
+    return 0 < len(text) <= 150 and not text.endswith(":") and not re.search(r"\b(shall|means|may)\b", text)
 
 
 def _split_long(texts: list[tuple[int | None, str]], limit: int = MAX_CHARS) -> list[tuple[int | None, str]]:
@@ -166,10 +175,15 @@ def chunk_law(
     for unit in units:
         unit_cite = entry.citation.format(unit=unit.number)
         if unit.kind == "annex":
-            unit_cite = re.sub(r"\s*Art\.\s*\S+$", "", unit_cite) + f" Annex {unit.number}"
+            prefix = re.sub(r"\s*(?:Art\.|Article|§)\s*$", "", entry.citation.split("{unit}")[0])
+            unit_cite = f"{prefix} Annex {unit.number}".strip()
         label = {"art": "Article", "annex": "Annex", "s": "Section"}[unit.kind]
-        heading = f"{label} {unit.number}" + (f" - {unit.heading}" if unit.heading else "")
-        for para, texts in unit.paras:
+        heading = f"{label} {unit.number}".strip() + (f" - {unit.heading}" if unit.heading else "")
+        paras = unit.paras
+        if len(paras) > 1 and paras[0][0] is None and sum(len(t) for _, t in paras[0][1]) < 200:
+            # a short lead-in ("As used in this chapter:") belongs with the first numbered paragraph
+            paras = [(paras[1][0], paras[0][1] + paras[1][1]), *paras[2:]]
+        for para, texts in paras:
             citation = unit_cite + (f"({para})" if para and unit.kind != "annex" else "")
             base = f"{entry.law_id}#{unit.kind}{unit.number}" + (f"-{para}" if para else "")
             parts = _split_long(texts)
@@ -184,7 +198,7 @@ def chunk_law(
                         law_id=entry.law_id,
                         title=entry.title,
                         citation=citation,
-                        article=unit.number if unit.kind != "s" else None,
+                        article=(unit.number or None) if unit.kind != "s" else None,
                         section=unit.number if unit.kind == "s" else None,
                         jurisdiction=entry.jurisdiction,
                         date=entry.date,

@@ -18,6 +18,8 @@ DEFAULT_REGION = "us-west-2"
 _SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|ACCESS_?KEY|CREDENTIAL|PRIVATE_?KEY", re.I)
 _SECRET_VALUE = re.compile(r"\bAKIA[0-9A-Z]{16}\b|\bhf_[A-Za-z0-9]{30,}\b|\bsk-[A-Za-z0-9]{20,}\b")
 _REFERENCE = re.compile(r"^arn:aws[a-z-]*:(secretsmanager|ssm):")
+# Names that say the value *is* a reference (e.g. TrainConfig's hf_token_secret: a Secrets Manager name).
+_REFERENCE_NAME = re.compile(r"_SECRET(_NAME|_ARN|_ID)?$|_(SSM_)?PARAM(ETER)?$", re.I)
 
 
 def boto_session(region: str) -> Any:
@@ -37,7 +39,7 @@ def screen_secrets(values: dict[str, str], what: str) -> None:
     for name, value in values.items():
         if _SECRET_VALUE.search(str(value)):
             raise UserError(f"{what} {name}: looks like a credential; pass a Secrets Manager/SSM ARN instead")
-        if _SECRET_NAME.search(name) and not _REFERENCE.match(str(value)):
+        if _SECRET_NAME.search(name) and not (_REFERENCE.match(str(value)) or _REFERENCE_NAME.search(name)):
             raise UserError(
                 f"{what} {name}: secrets only by reference (arn:aws:secretsmanager:... or arn:aws:ssm:...), "
                 "never the value itself"

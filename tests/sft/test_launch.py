@@ -27,7 +27,7 @@ def test_dry_run_prints_the_full_training_request(tmp_path):
     res = run_cli(
         "launch", "--dry-run", "--image", IMAGE, "--role", ROLE,
         "--train", "s3://geo-bkt/data/train", "--validation", "s3://geo-bkt/data/validation",
-        "--output", "s3://geo-bkt/runs", "--config", str(config), "--hp", "epochs=3",
+        "--output", "s3://geo-bkt/runs", "--config", str(config), "--hp", "epochs=3", "--hp", "hf_token_secret=prod/hf-token",
         "--env", f"HF_TOKEN_SECRET_ARN={SECRET_ARN}", "--job-name", "sft-test-1",
     )  # fmt: skip
     assert res.exit_code == 0, res.output
@@ -45,7 +45,8 @@ def test_dry_run_prints_the_full_training_request(tmp_path):
     assert req["OutputDataConfig"]["S3OutputPath"] == "s3://geo-bkt/runs"
     # Hyperparameters: strings, --hp overrides the YAML, lists as JSON.
     hp = req["HyperParameters"]
-    assert hp == {"model": "demo", "epochs": "3", "learning_rate": "0.0002", "lora_target_modules": '["q_proj", "v_proj"]'}
+    assert hp == {"model": "demo", "epochs": "3", "learning_rate": "0.0002",
+                  "lora_target_modules": '["q_proj", "v_proj"]', "hf_token_secret": "prod/hf-token"}  # fmt: skip
     # The secret goes by reference only.
     assert req["Environment"] == {"HF_TOKEN_SECRET_ARN": SECRET_ARN}
     assert {m["Name"] for m in req["AlgorithmSpecification"]["MetricDefinitions"]} >= {"train:loss", "eval:loss"}
@@ -69,6 +70,7 @@ def test_no_spot_and_model_channel_for_network_isolation():
     [
         (["--env", "HF_TOKEN=hf_" + "a" * 34], "HF_TOKEN"),
         (["--env", "WANDB_API_KEY=0123456789abcdef"], "secrets only by reference"),
+        (["--hp", "hf_token=abc123"], "secrets only by reference"),
         (["--hp", "note=AKIA" + "A" * 16], "credential"),
         (["--train", "/local/train.jsonl"], "s3://"),
         (["--max-wait-hours", "1"], "--max-wait"),

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
 import random
 from collections.abc import Iterable
 from pathlib import Path
@@ -25,7 +24,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from data_prep.mine import Obligation
-from sft.contract import ContractError, Feature, Label
+from sft.contract import ContractError, Feature, Label, iter_jsonl
 from sft.files import write_jsonl_atomic
 
 POSITIVE, UNCOVERED, AMBIGUOUS, BUSINESS, IMPORTED = "positive", "uncovered", "ambiguous", "business", "imported"
@@ -312,19 +311,16 @@ def obligations_by_id(obligations: Iterable[Obligation]) -> dict[str, Obligation
 # ------------------------------------------------------------------------------------------ import
 
 
-def _import_rows(path: Path) -> Iterable[tuple[str, dict]]:
+def _import_rows(path: Path, on_error) -> Iterable[tuple[str, dict]]:
     if path.suffix.lower() in (".jsonl", ".json"):
-        with path.open(encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise ContractError(f"{path}:{lineno}: invalid JSON ({e.msg})") from None
-                if not isinstance(obj, dict):
-                    raise ContractError(f"{path}:{lineno}: expected a JSON object")
-                yield f"{path}:{lineno}", obj
+        for where, obj in iter_jsonl(path, on_error):
+            if not isinstance(obj, dict):
+                err = ContractError(f"{where}: expected a JSON object")
+                if on_error is None:
+                    raise err
+                on_error(err)
+                continue
+            yield where, obj
     elif path.suffix.lower() == ".csv":
         with path.open(encoding="utf-8-sig", newline="") as fh:
             reader = csv.DictReader(fh)
@@ -346,7 +342,7 @@ def import_features(path: str | Path, *, on_error=None) -> list[FeatureSpec]:
     if not path.is_file():
         raise ContractError(f"{path}: no such file")
     out: list[FeatureSpec] = []
-    for where, row in _import_rows(path):
+    for where, row in _import_rows(path, on_error):
         try:
             for key in ("name", "description"):
                 if not str(row.get(key) or "").strip():
@@ -376,8 +372,6 @@ def write_features(path: str | Path, specs: Iterable[FeatureSpec]) -> int:
 
 
 def read_features(path: str | Path) -> list[FeatureSpec]:
-    from sft.contract import iter_jsonl
-
     out = []
     for where, obj in iter_jsonl(path):
         try:

@@ -1,0 +1,38 @@
+"""Shared fixture for the geoprep mine/features/build/pipeline tests: one real pipeline run on the corpus."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CORPUS
+
+
+@pytest.fixture(scope="session")
+def corpus_run(tmp_path_factory: pytest.TempPathFactory):
+    """``geoprep pipeline examples/corpus`` (local BM25 retriever, default settings), run once per session."""
+    from data_prep.pipeline import PipelineConfig, run_pipeline
+
+    out = tmp_path_factory.mktemp("prep") / "data"
+    result, ran = run_pipeline(PipelineConfig(input_dir=CORPUS, out_dir=out), progress=False)
+    assert result is not None and all(ran.values())
+    return out, result
+
+
+@pytest.fixture(scope="session")
+def corpus_chunks(corpus_run) -> list:
+    from data_prep.chunks import read_chunks
+
+    return list(read_chunks(corpus_run[0] / "chunks.jsonl"))
+
+
+def law_subset(tmp_path: Path, *names: str) -> Path:
+    """A corpus folder holding only the named law texts (and the glossary)."""
+    d = tmp_path / "corpus"
+    (d / "laws").mkdir(parents=True)
+    (d / "glossary").mkdir()
+    for name in names:
+        (d / "laws" / name).write_bytes((CORPUS / "laws" / name).read_bytes())
+    (d / "glossary" / "terminology.csv").write_bytes((CORPUS / "glossary" / "terminology.csv").read_bytes())
+    return d

@@ -1,0 +1,147 @@
+"""geoprep build on the real corpus: grounded citations, NEI share, one law per example, grouped split, QC."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from data_prep.build import BuildConfig, Candidate, build, citation_valid, dedupe, report_table
+from data_prep.chunks import read_chunks
+from data_prep.features import IMPORTED, FeatureSpec, read_features
+from data_prep.mine import read_obligations
+from data_prep.retrieval import LocalRetriever
+from sft.contract import Answer, Example, Feature, Label, PromptInput, parse_output, read_examples
+from sft.errors import UserError
+
+
+def _examples(out: Path) -> dict[str, list[Example]]:
+    return {s: list(read_examples(out / f"{s}.jsonl")) for s in ("train", "validation")}
+
+
+def test_examples_for_every_law_with_nei_share_and_grounded_citations(corpus_run):
+    out, _ = corpus_run
+    splits = _examples(out)
+    everything = splits["train"] + splits["validation"]
+    laws = {c.title for c in read_chunks(out / "chunks.jsonl")}
+    needs = [e for e in everything if e.answer.compliance_flag == Label.NEEDS]
+    assert {e.answer.law for e in needs} == laws, "every bundled law has positive examples"
+    assert 200 <= len(everything) <= 1000
+    for xs in (everything, splits["train"]):
+        share = sum(e.answer.compliance_flag == Label.NEI for e in xs) / len(xs)
+        assert 0.25 <= share <= 0.35, share
+    assert any(e.answer.compliance_flag == Label.NOT_NEEDED for e in everything)
+    for e in everything:
+        pred = parse_output(e.output, PromptInput.parse(e.input))
+        if e.answer.compliance_flag == Label.NEEDS:
+            assert pred.grounded is True, e.id
+        else:
+            assert e.answer.citation is None
+    report = json.loads((out / "qc_report.json").read_text())
+    assert "citation not in law context" not in report["dropped"]
+    assert report["counts"]["total"]["examples"] == len(everything)
+
+
+def test_one_law_per_example_and_jurisdiction_rule(corpus_run):
+    out, _ = corpus_run
+    for e in sum(_examples(out).values(), []):
+        ctx = PromptInput.parse(e.input).law_context
+        assert 1 <= len(ctx) <= 3
+        assert len({c["law"] for c in ctx}) == 1, e.id
+        if e.answer.compliance_flag == Label.NEEDS and "Utah" in e.input.split('"law_context"')[0]:
+            assert {c["jurisdiction"] for c in ctx} <= {"US-UT", "US"}
+
+
+def test_split_is_grouped_by_source_obligation_and_ids_are_unique(corpus_run):
+    out, _ = corpus_run
+    splits = _examples(out)
+    train_groups = {e.group for e in splits["train"]}
+    val_groups = {e.group for e in splits["validation"]}
+    assert val_groups and not (train_groups & val_groups)
+    ids = [e.id for e in splits["train"] + splits["validation"]]
+    assert len(ids) == len(set(ids))
+    # The uncovered-NEI twin of a positive shares its feature text and group, so it shares the split.
+    texts = Counter(json.loads(e.input)["feature"]["name"] + e.group for e in splits["train"] + splits["validation"])
+    assert any(n > 1 for n in texts.values())
+
+
+def test_qc_report_table_lists_labels_laws_drops_and_context_stats(corpus_run):
+    out, result = corpus_run
+    table = (out / "qc_report.md").read_text()
+    assert table == report_table(result.report)
+    for needle in ("Not Enough Information", "Utah Social Media Regulation Act (SB 152)", "US-CA",
+                   "near-duplicate", "items_per_example", "NEI share"):
+        assert needle in table
+
+
+@pytest.fixture(scope="module")
+def small_inputs(corpus_run):
+    out, _ = corpus_run
+    specs = [s for s in read_features(out / "features.jsonl")
+             if s.jurisdiction in ("US-UT", "US-CA") or s.kind != "positive"][:120]
+    return specs, read_obligations(out / "obligations.jsonl"), list(read_chunks(out / "chunks.jsonl")), \
+        LocalRetriever(out / "index")
+
+
+def test_token_budget_fits_every_example_and_keeps_the_cited_context(small_inputs, tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    from sft.contract import render_completion, render_prompt
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    specs, obs, chunks, retriever = small_inputs
+    result = build(specs, obs, chunks, retriever, BuildConfig(max_length=384), tokenizer=tok)
+    budget = result.report["budget"]
+    assert budget["max_length"] == 384 and budget["trimmed"] > 0
+    for e in result.train + result.validation:
+        n = len(tok(render_prompt(e.instruction, e.input))["input_ids"])
+        n += len(tok(render_completion(e.output), add_special_tokens=False)["input_ids"]) + 1
+        assert n <= 384
+        assert citation_valid(e) is None
+    with pytest.raises(UserError, match="tokenizer"):
+        build(specs, obs, chunks, retriever, BuildConfig(max_length=384))
+
+
+def test_nei_share_is_configurable_and_build_is_deterministic(small_inputs):
+    specs, obs, chunks, retriever = small_inputs
+    cfg = BuildConfig(nei_share=0.25, nei_min=0.2, nei_max=0.3)
+    a = build(specs, obs, chunks, retriever, cfg)
+    b = build(specs, obs, chunks, retriever, cfg)
+    assert [e.to_json() for e in a.train] == [e.to_json() for e in b.train]
+    assert 0.2 <= a.report["counts"]["total"]["nei_share"] <= 0.3
+    with pytest.raises(UserError, match="nei_min"):
+        BuildConfig(nei_share=0.5, nei_max=0.35)
+
+
+def test_unsupported_imported_feature_is_dropped_with_a_reason(small_inputs):
+    specs, obs, chunks, retriever = small_inputs
+    alien = FeatureSpec(feature=Feature(id="imp-1", name="Loot box odds in Belgium", description="Show odds.",
+                                        label=Label.NEEDS, law="Belgian Gaming Act"), kind=IMPORTED, group="imp-1")
+    unlabelled = FeatureSpec(feature=Feature(id="imp-2", name="PF for EU", description="PF tweak"),
+                             kind=IMPORTED, group="imp-2")
+    result = build(specs[:10] + [alien, unlabelled], obs, chunks, retriever, BuildConfig())
+    assert result.report["dropped"]["no law context retrieved for imported feature"] == 1
+    assert result.report["dropped"]["imported feature has no label"] == 1
+
+
+def test_citation_validation_and_near_duplicates():
+    ctx = [{"id": "a", "law": "X Act", "citation": "X § 1", "jurisdiction": "US", "text": "..."}]
+    prompt = PromptInput(feature={"name": "f", "description": "d"}, law_context=ctx)
+    ok = Example.build(prompt, Answer(compliance_flag=Label.NEEDS, law="X Act", citation="X § 1", reason="r"))
+    wrong = Example.build(prompt, Answer(compliance_flag=Label.NEEDS, law="X Act", citation="X § 2", reason="r"))
+    bare = Example.build(prompt, Answer(compliance_flag=Label.NEEDS, reason="r"))
+    assert citation_valid(ok) is None
+    assert citation_valid(wrong) == "citation not in law context"
+    assert citation_valid(bare) == "answer needs a citation but has none"
+
+    def cand(i: int, name: str) -> Candidate:
+        spec = FeatureSpec(feature=Feature(id=str(i), name=name, description="Use ASL and GH to block minors at night"),
+                           kind="positive", group=str(i))
+        return Candidate(spec, ok.model_copy(update={"id": str(i)}), [], "positive")
+
+    drops: Counter = Counter()
+    kept = dedupe([cand(1, "Curfew for Utah minors"), cand(2, "Curfew for Utah minors!"),
+                   cand(3, "Parent dashboard with account controls")], 0.9, drops)
+    assert [c.example.id for c in kept] == ["1", "3"] and drops["near-duplicate"] == 1

@@ -1,0 +1,145 @@
+"""SageMaker SDK v3 local mode, end to end, against the geocomply image.
+
+    python container/local_mode.py --image geocomply:local [--instance local_cpu] [--work runs/local-mode]
+
+1. writes contract-shaped train/validation JSONL and a tiny base model (a ``model`` channel, like a
+   network-isolated job) into the work dir;
+2. runs a real ``ModelTrainer(training_mode=Mode.LOCAL_CONTAINER)`` job with the image's ``train``;
+3. unpacks the job's ``model.tar.gz``, starts the same image with ``serve`` on 127.0.0.1, and checks
+   ``/ping`` and ``/invocations``.
+Exits non-zero with the reason when any step fails. ``--no-serve`` stops after training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import subprocess
+import sys
+import tarfile
+import time
+import urllib.request
+from pathlib import Path
+
+# Hyperparameters for a CPU job of a minute or two (TrainConfig field names, as strings like SageMaker's).
+HYPERPARAMETERS = {
+    "model": "/opt/ml/input/data/model",
+    "max_steps": "4",
+    "batch_size": "2",
+    "max_length": "256",
+    "eval_sample": "2",
+    "max_new_tokens": "16",
+    "logging_steps": "1",
+}
+
+
+def prepare(work: Path) -> dict[str, Path]:
+    from sft.sample_data import write_examples
+    from sft.testing import build_tiny_model
+
+    channels = {"train": work / "data" / "train", "validation": work / "data" / "validation", "model": work / "base"}
+    for d in channels.values():
+        d.mkdir(parents=True, exist_ok=True)
+    write_examples(channels["train"] / "train.jsonl", 12, seed=1)
+    write_examples(channels["validation"] / "validation.jsonl", 4, seed=2)
+    if not (channels["model"] / "config.json").is_file():
+        build_tiny_model(channels["model"])
+    return channels
+
+
+def train_local(image: str, instance: str, work: Path, channels: dict[str, Path], hp: dict[str, str]) -> Path:
+    """One SDK local-mode training job; returns the model.tar.gz."""
+    from sagemaker.core.training.configs import Compute, InputData
+    from sagemaker.train import ModelTrainer
+    from sagemaker.train.model_trainer import Mode
+
+    root = work / "job"
+    root.mkdir(parents=True, exist_ok=True)
+    trainer = ModelTrainer(
+        training_mode=Mode.LOCAL_CONTAINER,
+        training_image=image,
+        compute=Compute(instance_type=instance, instance_count=1),
+        hyperparameters=hp,
+        base_job_name="geocomply-local",
+        local_container_root=str(root),
+    )
+    trainer.train(input_data_config=[InputData(channel_name=k, data_source=str(v)) for k, v in channels.items()])
+    found = sorted(root.rglob("model.tar.gz"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise SystemExit(f"local_mode: error: the job finished but wrote no model.tar.gz under {root}")
+    return found[-1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http(url: str, data: bytes | None = None, timeout: float = 120) -> tuple[int, bytes]:
+    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"} if data else {})
+    with urllib.request.urlopen(req, timeout=timeout) as r:  # noqa: S310 (127.0.0.1 only)
+        return r.status, r.read()
+
+
+def serve_and_check(image: str, model_dir: Path, startup_s: float = 180) -> dict:
+    """Start ``serve`` from the unpacked artefacts on 127.0.0.1 and check /ping and /invocations."""
+    port = free_port()
+    cid = subprocess.check_output([
+        "docker", "run", "-d", "--rm", "-p", f"127.0.0.1:{port}:8080",
+        "-v", f"{model_dir.resolve()}:/opt/ml/model:ro", image, "serve",
+    ], text=True).strip()  # fmt: skip
+    try:
+        deadline = time.monotonic() + startup_s
+        while True:
+            try:
+                if http(f"http://127.0.0.1:{port}/ping", timeout=5)[0] == 200:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                logs = subprocess.run(["docker", "logs", cid], capture_output=True, text=True)
+                raise SystemExit(f"local_mode: error: /ping not healthy after {startup_s:.0f}s\n{logs.stdout}{logs.stderr}")
+            time.sleep(1)
+        body = json.dumps({
+            "id": "f1", "name": "Teen curfew",
+            "description": "Disable push notifications between 22:00 and 06:00 for users under 18 in Florida.",
+            "context": [{"id": "fl-hb3#1", "law_id": "fl-hb3", "title": "Florida HB 3", "citation": "Fla. Stat. § 501.1736",
+                         "jurisdiction": "US-FL", "snippet": "A social media platform shall prohibit a minor ..."}],
+        })  # fmt: skip
+        status, out = http(f"http://127.0.0.1:{port}/invocations", body.encode())
+        if status != 200:
+            raise SystemExit(f"local_mode: error: /invocations answered {status}: {out[:500]!r}")
+        return json.loads(out)
+    finally:
+        subprocess.run(["docker", "rm", "-f", cid], capture_output=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--image", default="geocomply:local")
+    ap.add_argument("--instance", default="local_cpu", choices=["local_cpu", "local_gpu"])
+    ap.add_argument("--work", type=Path, default=Path("runs/local-mode"))
+    ap.add_argument("--hp", action="append", default=[], help="extra hyperparameter KEY=VALUE")
+    ap.add_argument("--no-serve", action="store_true")
+    args = ap.parse_args(argv)
+    hp = dict(HYPERPARAMETERS) | dict(p.split("=", 1) for p in args.hp)
+    channels = prepare(args.work)
+    t0 = time.monotonic()
+    tarball = train_local(args.image, args.instance, args.work, channels, hp)
+    print(f"local_mode: training job done in {time.monotonic() - t0:.0f}s -> {tarball}", flush=True)
+    model_dir = args.work / "model"
+    model_dir.mkdir(exist_ok=True)
+    with tarfile.open(tarball) as tar:
+        tar.extractall(model_dir, filter="data")
+    print(f"local_mode: model.tar.gz unpacked into {model_dir}: {sorted(p.name for p in model_dir.iterdir())}")
+    if args.no_serve:
+        return 0
+    answer = serve_and_check(args.image, model_dir)
+    print(f"local_mode: /ping ok; /invocations -> {json.dumps(answer)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""The container image, for real: built from the offline base, `train` failure contract, and a SageMaker SDK
+local-mode job whose artefacts the same image serves. Needs a Docker engine (CI starts one)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+TAG = "geocomply:test"
+
+
+def _docker_answers() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    return subprocess.run(["docker", "info"], capture_output=True).returncode == 0
+
+
+@pytest.fixture(scope="module")
+def image() -> str:
+    if not _docker_answers():
+        pytest.skip("no Docker engine answers (CI starts one: .ci/run)")
+    env = dict(os.environ, PYTHON=sys.executable)
+    subprocess.run([str(REPO / "container" / "build_local.sh"), "--base", "offline", "--tag", TAG],
+                   check=True, env=env, timeout=900)  # fmt: skip
+    return TAG
+
+
+def docker_run(image: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(["docker", "run", "--rm", "--network", "none", *args[:-1], image, args[-1]],
+                          capture_output=True, text=True, timeout=timeout)  # fmt: skip
+
+
+def test_entry_points_come_first_on_path(image):
+    res = subprocess.run(["docker", "run", "--rm", "--network", "none", "--entrypoint", "sh", image, "-c",
+                          "command -v train serve; python3 -c 'import torch, sft; print(torch.__version__)'"],
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines()[:2] == ["/opt/geocomply/bin/train", "/opt/geocomply/bin/serve"]
+    # CMD is exec-form `train` (SageMaker training passes no command).
+    cmd = subprocess.check_output(["docker", "image", "inspect", "-f", "{{json .Config.Cmd}}", image], text=True)
+    assert json.loads(cmd) == ["train"]
+
+
+def test_train_with_a_broken_hyperparameter_writes_the_failure_file(image, tmp_path):
+    from sft.sample_data import write_examples
+
+    opt = tmp_path / "opt_ml"
+    (opt / "input" / "config").mkdir(parents=True)
+    (opt / "input" / "data" / "train").mkdir(parents=True)
+    write_examples(opt / "input" / "data" / "train" / "train.jsonl", 4)
+    (opt / "input" / "config" / "hyperparameters.json").write_text(json.dumps({"learning_rate": "fast", "epochs": "1"}))
+    res = docker_run(image, "-v", f"{opt}:/opt/ml", "train")
+    assert res.returncode != 0
+    failure = (opt / "output" / "failure").read_text()
+    assert "learning_rate" in failure, failure
+
+
+def test_sagemaker_local_mode_trains_and_the_image_serves_the_artefacts(image, tmp_path):
+    pytest.importorskip("sagemaker")
+    if shutil.which("docker-compose") is None and subprocess.run(
+        ["docker", "compose", "version"], capture_output=True
+    ).returncode != 0:
+        pytest.skip("SageMaker local mode needs docker-compose or `docker compose`")
+    res = subprocess.run([sys.executable, str(REPO / "container" / "local_mode.py"), "--image", image,
+                          "--work", str(tmp_path / "lm")], capture_output=True, text=True, timeout=900)  # fmt: skip
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
+    assert "training job done" in res.stdout and "/ping ok" in res.stdout
+    answer = json.loads(res.stdout.split("/invocations -> ", 1)[1].splitlines()[0])
+    row = answer[0] if isinstance(answer, list) else answer
+    assert "compliance_flag" in json.dumps(row)

@@ -156,16 +156,14 @@ def run_extract(
 
     workers = workers or min(len(todo), os.cpu_count() or 1) or 1
     if todo:
-        with ProcessPoolExecutor(max_workers=workers) as pool, _progress(progress) as bar:
+        with _progress(progress) as bar:
             task = bar.add_task("extract", total=len(todo)) if bar else None
-            futures = {pool.submit(_work, str(p), e, str(part)): part for p, e, part in todo}
-            for fut in as_completed(futures):
-                result = fut.result()
+            for result, part in _run_all(todo, workers):
                 if result.status == "skipped":
                     log.warning("skipped %s: %s", result.file, result.cause)
                     report.files.append(result)
                 else:
-                    done.append((result, futures[fut]))
+                    done.append((result, part))
                 if bar:
                     bar.advance(task)
 
@@ -192,6 +190,20 @@ def run_extract(
     report.files.sort(key=lambda f: f.file)
     write_json_atomic(report_path(out), asdict(report))
     return report
+
+
+def _run_all(todo: list[tuple[Path, LawEntry, Path]], workers: int):
+    """Yield (result, part) as files finish. One worker runs in-process (no pool start-up, easy to
+    debug); more use processes, largest files first so the long AI Act does not start last."""
+    if workers == 1:
+        for path, entry, part in todo:
+            yield _work(str(path), entry, str(part)), part
+        return
+    todo = sorted(todo, key=lambda t: -t[0].stat().st_size)
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = {pool.submit(_work, str(p), e, str(part)): part for p, e, part in todo}
+        for fut in as_completed(futures):
+            yield fut.result(), futures[fut]
 
 
 def report_path(out: Path) -> Path:

@@ -68,3 +68,20 @@ def test_reason_text_is_unescaped_and_cut_at_the_closing_quote():
     assert _unescape(text[:cut]) == 'Minors "under 16" need consent.'
     assert _close_quote("no quote \\") == -1
     assert _unescape("broken \\u12") == "broken u12"
+
+
+def test_prefix_cache_scores_equal_full_sequence_scores(predictor):
+    """Scoring candidates against a shared, left-padded prompt cache gives the plain forward's log-likelihoods."""
+    from sft.decoding import _prefill, score_from_prefix
+
+    model, tok = predictor.model, predictor.tokenizer
+    prefixes = [tok("short prompt")["input_ids"], tok("a much longer prompt " * 6)["input_ids"]]
+    conts = [tok(" Needs Geo-Compliance")["input_ids"], tok(" Not Enough Information")["input_ids"]]
+    rows, seqs = [0, 0, 1, 1], [conts[0], conts[1], conts[0], conts[1]]
+    got = score_from_prefix(model, _prefill(model, prefixes, tok.pad_token_id), rows, seqs, [1, 1, 1, 1], 3)
+    for r, cont, score in zip(rows, seqs, got, strict=True):
+        ids = torch.tensor([prefixes[r] + cont])
+        logprobs = torch.log_softmax(model(input_ids=ids).logits.float(), dim=-1)[0]
+        start = len(prefixes[r])
+        want = sum(float(logprobs[start + j - 1, cont[j]]) for j in range(1, len(cont)))
+        assert score == pytest.approx(want, abs=1e-4)

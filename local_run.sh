@@ -4,6 +4,9 @@
 #   ./local_run.sh           set up .venv, then run the main job on the bundled sample corpus
 #   ./local_run.sh test      set up .venv, then run the test suite (what CI runs)
 #   ./local_run.sh setup     only create/refresh .venv
+#   ./local_run.sh image [--base offline|dlc]       build the SageMaker image (offline: nothing pulled)
+#   ./local_run.sh local-mode [--base offline|dlc] [--instance local_cpu|local_gpu]
+#                            image + a SageMaker SDK local-mode training job + serve its model.tar.gz
 #
 # Environment: PYTHON (default python3, must be >= 3.11), TORCH_SPEC (default torch==2.13.0: the CPU
 # wheel; on a GPU machine set it to the CUDA build you want), VENV (default .venv).
@@ -48,11 +51,40 @@ main_job() {
     "PF default-off for ASL users in ShadowMode; Jellybean parental controls" | tee "$out/glossary_notes.txt"
 }
 
+# The container path (see README "Container image and SageMaker"); without Docker, local-mode says so and
+# runs the same job through the image's entry points directly (container/local_mode.py --direct).
+image_cmd() {
+  local base=offline tag=geocomply:local
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --base) base=$2; shift ;;
+      --tag) tag=$2; shift ;;
+      --instance) LM_INSTANCE=$2; shift ;;
+      *) echo "local_run.sh: error: unknown option '$1'" >&2; exit 2 ;;
+    esac
+    shift
+  done
+  PYTHON="$VENV/bin/python" container/build_local.sh --base "$base" --tag "$tag" >/dev/null
+  IMAGE_TAG=$tag
+}
+local_mode_cmd() {
+  if ! docker info >/dev/null 2>&1; then
+    say "no Docker engine answers: running the same job through the container entry points directly"
+    "$VENV/bin/python" container/local_mode.py --direct --work "${OUT:-runs/local-mode}"
+    return
+  fi
+  image_cmd "$@"
+  "$VENV/bin/python" container/local_mode.py --image "$IMAGE_TAG" --instance "${LM_INSTANCE:-local_cpu}" \
+    --work "${OUT:-runs/local-mode}"
+}
+
 cmd=${1:-run}
 case "$cmd" in
+  image) shift; setup_env; image_cmd "$@"; say "built $IMAGE_TAG" ;;
+  local-mode) shift; setup_env; local_mode_cmd "$@" ;;
   setup) setup_env ;;
   test) shift; setup_env; run_tests "$@" ;;
   run) setup_env; main_job ;;
-  -h|--help|help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' ;;
+  -h|--help|help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' ;;
   *) echo "local_run.sh: error: unknown command '$cmd' (try --help)" >&2; exit 2 ;;
 esac

@@ -84,8 +84,13 @@ def search(
 
     r = open_retriever(retriever, index_dir=index, kendra_index_id=kendra_index_id, cache_path=cache,
                        region=region)
+    hits = r.search(query, k=k, jurisdiction=jurisdiction)
+    if not hits:
+        typer.echo("no matching law text (BM25 matches words: try the law's own terms, e.g. 'minors', "
+                   "'advertising', or drop --jurisdiction)", err=True)
+        return
     table = Table("score", "citation", "jurisdiction", "page", "text")
-    for c in r.search(query, k=k, jurisdiction=jurisdiction):
+    for c in hits:
         table.add_row(f"{c.score:.2f}", c.citation, c.jurisdiction, str(c.page or ""), c.snippet[:160])
     Console().print(table)
 

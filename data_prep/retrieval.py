@@ -48,12 +48,29 @@ def jurisdiction_matches(chunk_jurisdiction: str, wanted: str | None) -> bool:
     return have[: len(want)] == want
 
 
-def _tokenize(texts: list[str]):
+def _stemmer(name: str | None):
+    if not name:
+        return None
+    try:
+        import Stemmer
+    except ImportError:
+        raise UserError(f"this index was built with the {name} stemmer: pip install PyStemmer") from None
+    return Stemmer.Stemmer(name)
+
+
+def _default_stemmer() -> str | None:
+    try:
+        import Stemmer  # noqa: F401
+    except ImportError:
+        log.warning("PyStemmer not installed: indexing without stemming (minors != minor)")
+        return None
+    return "english"
+
+
+def _tokenize(texts: list[str], stemmer: Any = None):
     import bm25s
 
-    # English stopwords only, no stemmer: legal terms ("minor", "minors") differ little, and the index
-    # must load in serving without an extra stemming dependency.
-    return bm25s.tokenize(texts, stopwords="en", show_progress=False)
+    return bm25s.tokenize(texts, stopwords="en", stemmer=stemmer, show_progress=False)
 
 
 def build_local_index(chunks_path: str | Path, out_dir: str | Path) -> int:
@@ -71,14 +88,15 @@ def build_local_index(chunks_path: str | Path, out_dir: str | Path) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     # Index the citation and law title too: users search "DSA Article 28" as often as the words.
     corpus = [f"{c.title} {c.citation} {c.snippet}" for c in chunks]
+    stemmer = _default_stemmer()
     retriever = bm25s.BM25()
-    retriever.index(_tokenize(corpus), show_progress=False)
+    retriever.index(_tokenize(corpus, _stemmer(stemmer)), show_progress=False)
     retriever.save(str(out_dir / "bm25"))
     write_chunks(out_dir / "chunks.jsonl", chunks)
     laws = sorted({c.law_id for c in chunks})
     write_json_atomic(
         out_dir / "meta.json",
-        {"format": INDEX_FORMAT, "backend": "bm25s", "chunks": len(chunks), "laws": laws,
+        {"format": INDEX_FORMAT, "backend": "bm25s", "stemmer": stemmer, "chunks": len(chunks), "laws": laws,
          "source": str(chunks_path)},
     )
     return len(chunks)
@@ -95,6 +113,7 @@ class LocalRetriever:
         if not meta.is_file():
             raise UserError(f"{self.index_dir}: not a geoprep index (no meta.json; build one with geoprep index)")
         self.meta = json.loads(meta.read_text(encoding="utf-8"))
+        self._stem = _stemmer(self.meta.get("stemmer"))
         self.chunks = list(read_chunks(self.index_dir / "chunks.jsonl"))
         self._bm25 = bm25s.BM25.load(str(self.index_dir / "bm25"))
 
@@ -105,7 +124,7 @@ class LocalRetriever:
     def search(self, query: str, k: int = 5, jurisdiction: str | None = None) -> list[LawContext]:
         if not query.strip():
             raise UserError("empty query")
-        tokens = _tokenize([query])
+        tokens = _tokenize([query], self._stem)
         if not tokens.vocab:  # only stopwords / punctuation
             return []
         allowed = [jurisdiction_matches(c.jurisdiction, jurisdiction) for c in self.chunks]

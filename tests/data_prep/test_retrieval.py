@@ -43,6 +43,9 @@ def test_local_search_ranks_the_right_provision_first(index_dir: Path):
     assert [h.score for h in hits] == sorted([h.score for h in hits], reverse=True) and hits[0].score > 0
     hits = r.search("advertising based on profiling of minors", k=5, jurisdiction="EU")
     assert "DSA Art. 28(2)" in [h.citation for h in hits]
+    # stemmed: the law says "advertisements ... minor"; the query's word forms differ
+    assert r.meta["stemmer"] == "english"
+    assert r.search("advertisement profile minor", k=3, jurisdiction="EU")[0].citation == "DSA Art. 28(2)"
 
 
 def test_jurisdiction_filter_is_a_prefix_match(index_dir: Path):

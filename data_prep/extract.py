@@ -3,7 +3,8 @@
 * Files are matched to the law registry by name; an unknown file is reported with a hint and skipped.
 * Each file is extracted in its own process (PyMuPDF is CPU-bound); a corrupt, encrypted, empty or
   image-only PDF is reported with its cause and skipped, and the run goes on.
-* Resumable: each finished file's chunks are cached under ``<out>.parts/<sha256>-<law_id>.jsonl``; a
+* Resumable: each finished file's chunks are cached under ``<out>.parts/`` keyed by the file's sha256,
+  its registry entry and the chunker version; a
   re-run (after a crash or with one more file) only extracts files it has not done. The final chunks file
   and the report are written atomically and de-duplicated by chunk id.
 """
@@ -11,6 +12,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
@@ -24,6 +26,7 @@ from sft.files import write_json_atomic
 
 log = logging.getLogger(__name__)
 SUFFIXES = (".pdf", ".txt")
+CHUNKER_VERSION = 1  # bump when extraction/chunking output changes: cached parts are then redone
 
 
 @dataclass
@@ -111,6 +114,12 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _entry_key(entry: LawEntry) -> str:
+    """Changes when the registry entry or the chunker changes, so a stale cached part is never reused."""
+    fields = {k: v for k, v in asdict(entry).items() if k != "where"}
+    return hashlib.sha256(json.dumps([CHUNKER_VERSION, fields], sort_keys=True).encode()).hexdigest()[:8]
+
+
 def list_inputs(input_dir: Path) -> list[Path]:
     if input_dir.is_file():
         return [input_dir]
@@ -144,11 +153,9 @@ def run_extract(
         if entry is None:
             report.files.append(FileResult(path.name, "skipped", cause=f"unknown law: {REGISTER_HINT}"))
             continue
-        part = parts_dir / f"{_sha256(path)[:16]}-{entry.law_id}.jsonl"
+        part = parts_dir / f"{_sha256(path)[:16]}-{_entry_key(entry)}-{entry.law_id}.jsonl"
         meta = part.with_name(part.name + ".meta")
         if part.exists() and meta.exists():
-            import json
-
             pages = json.loads(meta.read_text())["pages"]
             done.append((FileResult(path.name, "cached", entry.law_id, pages=pages), part))
         else:

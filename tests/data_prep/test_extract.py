@@ -145,6 +145,26 @@ def test_rerun_resumes_from_cache_without_duplicates(corpus_run, tmp_path: Path)
     assert again.chunks_per_law == first.chunks_per_law
 
 
+def test_changed_registry_entry_is_not_served_from_cache(corpus_run, tmp_path: Path):
+    d, _, out, _, _ = corpus_run
+    out2 = tmp_path / "chunks.jsonl"
+    shutil.copytree(out.with_name(out.name + ".parts"), out2.with_name(out2.name + ".parts"))
+    reg = tmp_path / "renamed.yaml"
+    reg.write_text(TEST_REGISTRY + """  - law_id: us_18usc2258a
+    title: Child exploitation reporting
+    jurisdiction: US
+    citation: "18 USC {unit}"
+    style: us
+    unit_regex: '^18 U\\.S\\. Code § (2258A)\\b'
+    patterns: ["*2258a*"]
+""")
+    again = run_extract(d, out2, registry_file=reg, progress=False)
+    status = {f.file: f.status for f in again.files}
+    assert status["us_18usc2258a.txt"] == "ok" and status["UT_2023_SB0152_enrolled.pdf"] == "cached"
+    usc = [c for c in read_chunks(out2) if c.law_id == "us_18usc2258a"]
+    assert usc and all(c.citation.startswith("18 USC 2258A") and c.title.startswith("Child") for c in usc)
+
+
 def test_read_chunks_names_file_and_line(tmp_path: Path):
     path = tmp_path / "c.jsonl"
     good = next(read_chunks(_one_chunk_file(tmp_path)))

@@ -153,6 +153,16 @@ def test_kendra_request_and_mapping(kendra):
     assert r.search("minors", k=5, jurisdiction="US") == []
 
 
+def test_default_kendra_client_retries_adaptively(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    r = KendraRetriever(INDEX, region="us-west-2")
+    assert r.client.meta.config.retries["mode"] == "adaptive"
+    assert r.client.meta.region_name == "us-west-2"
+    with pytest.raises(UserError, match="index id"):
+        KendraRetriever("", client=r.client)
+
+
 def test_cache_avoids_repeat_calls_and_survives_restart(kendra, tmp_path: Path):
     client, stub = kendra
     stub.add_response("retrieve", _response(), _expected("age checks for teens", None))

@@ -167,7 +167,7 @@ def run_extract(
             task = bar.add_task("extract", total=len(todo)) if bar else None
             for result, part in _run_all(todo, workers):
                 if result.status == "skipped":
-                    log.warning("skipped %s: %s", result.file, result.cause)
+                    log.debug("skipped %s: %s", result.file, result.cause)  # the CLI prints the list
                     report.files.append(result)
                 else:
                     done.append((result, part))

@@ -60,7 +60,7 @@ class BuildConfig:
     nei_max: float = field(default=0.35, metadata={"help": "Highest acceptable NEI share."})
     validation_fraction: float = field(default=0.15, metadata={"help": "Share of groups in validation."})
     near_dup_threshold: float = field(default=0.9, metadata={"help": "Jaccard of word 3-grams that counts as duplicate."})
-    snippet_chars: int = field(default=350, metadata={"help": "Snippets are cut to this many characters."})
+    snippet_chars: int = field(default=240, metadata={"help": "Snippets are cut to this many characters."})
     max_length: int | None = field(default=None, metadata={"help": "Token budget (needs a tokenizer); None: off."})
     seed: int = 0
 
@@ -239,8 +239,10 @@ def _candidates_for(spec, obligations, topics_by_law, ctx, glossary, drops) -> l
             drops["no applicable law context retrieved"] += 1
             return []
         if spec.kind == AMBIGUOUS:
+            text = f"{spec.feature.name} {spec.feature.description}"
+            scope = where if spec.jurisdiction and where in text else "some regions"
             answer = Answer(compliance_flag=Label.NEI, reason=(
-                f"The spec limits the feature to {where} without saying why or what it does to users, so its "
+                f"The spec limits the feature to {scope} without saying why or what it does to users, so its "
                 "legal relevance cannot be judged."))
         else:
             idx = int(hashlib.sha1(spec.feature.id.encode()).hexdigest(), 16) % len(BUSINESS_REASONS)
@@ -414,7 +416,7 @@ def report_table(report: dict[str, Any]) -> str:
         lines.append(f"| {label.value} | " + " | ".join(row) + " |")
     lines.append(f"| NEI share | {c['train']['nei_share']:.1%} | {c['validation']['nei_share']:.1%} | "
                  f"{c['total']['nei_share']:.1%} |")
-    for key, title in (("by_law", "law"), ("by_jurisdiction", "jurisdiction")):
+    for key, title in (("by_law", "law (cited; else in context)"), ("by_jurisdiction", "jurisdiction of context")):
         lines += ["", f"| {title} | train | validation | total |", "|---|---:|---:|---:|"]
         for name in c["total"][key]:
             lines.append(f"| {name} | " + " | ".join(str(c[s][key].get(name, 0)) for s in ("train", "validation", "total")) + " |")

@@ -195,6 +195,20 @@ BUSINESS_TEMPLATES = [
      "Serve media from new edge locations for users in {where} to cut latency; no user-facing change."),
     ("Pricing experiment for Premium in {where}",
      "Test a lower Premium price in {where} for four weeks to study conversion."),
+    ("Regional leaderboard for creators in {where}",
+     "Show a weekly top-creators leaderboard scoped to {where} so local creators get visibility; FR at 10%."),
+    ("Local language captions default in {where}",
+     "Turn on auto-captions in the local language by default for {where} after the translation model passed QA."),
+    ("Holiday campaign banner in {where}",
+     "Marketing wants a seasonal banner for users in {where} during the holiday campaign; GH only picks the "
+     "region."),
+    ("Music licensing catalog switch for {where}",
+     "Serve the {where} music catalog from the new label deal; availability differs by region for contract "
+     "reasons."),
+    ("Server-side video compression trial ({where})",
+     "Trial a new compression profile for uploads from {where} to cut storage cost; BB metrics monitored."),
+    ("Shopping tab soft launch in {where}",
+     "Soft launch the Shopping tab in {where} where merchant onboarding is complete; other regions follow."),
 ]
 
 BUSINESS_REASONS = [
@@ -297,10 +311,10 @@ def generate(
     obligations: list[Obligation], *, seed: int = 0, per_law: int | None = 30, per_obligation: int = 2,
     negatives_per_kind: int | None = None,
 ) -> list[FeatureSpec]:
-    """Positives (``per_obligation`` per selected obligation) and negatives (default: a quarter of the
+    """Positives (``per_obligation`` per selected obligation) and negatives (default: a third of the
     positives per kind)."""
     specs = [s for ob in select_obligations(obligations, per_law, seed) for s in positive_features(ob, seed, per_obligation)]
-    n = negatives_per_kind if negatives_per_kind is not None else max(8, len(specs) // 4)
+    n = negatives_per_kind if negatives_per_kind is not None else max(8, len(specs) // 3)
     return specs + negative_features((o.jurisdiction for o in obligations), n, seed)
 
 

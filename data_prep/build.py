@@ -90,6 +90,7 @@ class BuildResult:
     train: list[Example]
     validation: list[Example]
     report: dict[str, Any]
+    to_label: list[dict[str, Any]] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------------------------- context rules
@@ -116,6 +117,7 @@ class ContextBuilder:
     def __init__(self, retriever: Retriever, chunks: dict[str, LawContext], config: BuildConfig, drops: Counter):
         self.retriever, self.chunks, self.config, self.drops = retriever, chunks, config, drops
         self.injected = 0
+        self.to_label: list[dict[str, Any]] = []
         self.cross_filtered = 0
 
     def _search(self, spec: FeatureSpec, k: int | None = None) -> list[LawContext]:
@@ -257,7 +259,13 @@ def _candidates_for(spec, obligations, topics_by_law, ctx, glossary, drops) -> l
 def _imported(spec: FeatureSpec, ctx: ContextBuilder, glossary, drops) -> list[Candidate]:
     f = spec.feature
     if f.label is None:
-        drops["imported feature has no label"] += 1
+        # Not a training example, but still useful: the feature with its retrieved context, for a reviewer
+        # to label (then re-import with the label).
+        drops["imported feature has no label (see to_label.jsonl)"] += 1
+        context = ctx.best_law(spec)
+        notes = glossary.notes_for(f"{f.name} {f.description}") if glossary else {}
+        ctx.to_label.append({"id": f.id, "name": f.name, "description": f.description,
+                             "input": PromptInput.build(f, context, notes).render()})
         return []
     context = ctx.best_law(spec, f.law if f.label == Label.NEEDS else None)
     if not context:
@@ -450,7 +458,7 @@ def build(
     progress: Callable[[], None] = lambda: None,
 ) -> BuildResult:
     if config.max_length is not None and tokenizer is None:
-        raise UserError("max_length is set but no tokenizer was given (use --tokenizer, or --no-budget)")
+        raise UserError("a token budget (max_length) needs a tokenizer: pass --tokenizer SPEC, e.g. demo")
     drops: Counter[str] = Counter()
     ctx = ContextBuilder(retriever, {c.id: c for c in chunks}, config, drops)
     cands = assemble(specs, {o.id: o for o in obligations}, ctx, glossary, drops, progress)
@@ -472,7 +480,7 @@ def build(
     extra = {"config": asdict(config), "source_chunk_injected": ctx.injected,
              "cross_jurisdiction_filtered": ctx.cross_filtered, "budget": budget,
              "candidates_by_kind": dict(Counter(c.kind for c in cands))}
-    return BuildResult(splits["train"], splits["validation"], make_report(splits, drops, extra))
+    return BuildResult(splits["train"], splits["validation"], make_report(splits, drops, extra), ctx.to_label)
 
 
 def write_outputs(result: BuildResult, out_dir: str | Path) -> dict[str, Path]:
@@ -484,4 +492,9 @@ def write_outputs(result: BuildResult, out_dir: str | Path) -> dict[str, Path]:
     write_jsonl_atomic(paths["validation"], (e.to_json() for e in result.validation))
     write_json_atomic(paths["report"], result.report)
     write_text_atomic(paths["table"], report_table(result.report))
+    to_label = out / "to_label.jsonl"
+    if result.to_label:
+        write_jsonl_atomic(to_label, result.to_label)
+    else:
+        to_label.unlink(missing_ok=True)  # stale from an earlier build with other imports
     return paths

@@ -123,7 +123,9 @@ def test_unsupported_imported_feature_is_dropped_with_a_reason(small_inputs):
                              kind=IMPORTED, group="imp-2")
     result = build(specs[:10] + [alien, unlabelled], obs, chunks, retriever, BuildConfig())
     assert result.report["dropped"]["no law context retrieved for imported feature"] == 1
-    assert result.report["dropped"]["imported feature has no label"] == 1
+    assert result.report["dropped"]["imported feature has no label (see to_label.jsonl)"] == 1
+    (row,) = result.to_label
+    assert row["id"] == "imp-2" and PromptInput.parse(row["input"]).law_context, "enriched for review"
 
 
 def test_citation_validation_and_near_duplicates():

@@ -64,7 +64,7 @@ def main() -> None:
             for i in range(0, len(items), args.batch_size):
                 preds += predictor.predict(items[i : i + args.batch_size], constrained=constrained)
             rates[name] = len(items) / (time.perf_counter() - start)
-            valid = sum(p.valid for p, _ in preds)
+            valid = sum(r.prediction.valid for r in preds)
             print(f"{name:>13}: {rates[name]:7.2f} predictions/s  valid {valid}/{len(preds)}")
         print(f"constrained / unconstrained speed: {rates['constrained'] / rates['unconstrained']:.2f}x")
 

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from sft.contract import DEFAULT_INSTRUCTION, Feature, LawContext, Prediction, PromptInput, render_prompt
 from sft.decoding import DecodeConfig, decode_constrained, decode_free
@@ -31,17 +31,30 @@ def build_prompt(
     return prompt_input, render_prompt(instruction, prompt_input.render())
 
 
-def model_instruction(model_dir: str | Path) -> str:
-    """The instruction the model was trained with (``train_config.json``), else the default."""
+def _train_config(model_dir: str | Path) -> dict[str, Any]:
+    """``train_config.json`` of a training output dir (also found from its ``merged/``), else {}."""
     for cand in (Path(model_dir) / "train_config.json", Path(model_dir).parent / "train_config.json"):
         if cand.is_file():
             try:
-                value = json.loads(cand.read_text()).get("instruction")
-            except (json.JSONDecodeError, AttributeError):
+                data = json.loads(cand.read_text())
+            except json.JSONDecodeError:
                 continue
-            if isinstance(value, str) and value.strip():
-                return value
-    return DEFAULT_INSTRUCTION
+            if isinstance(data, dict):
+                return data
+    return {}
+
+
+def model_instruction(model_dir: str | Path) -> str:
+    """The instruction the model was trained with (``train_config.json``), else the default."""
+    value = _train_config(model_dir).get("instruction")
+    return value if isinstance(value, str) and value.strip() else DEFAULT_INSTRUCTION
+
+
+class Result(NamedTuple):
+    prediction: Prediction
+    prompt: str
+    context: list[LawContext]
+    """The law context the prompt actually holds (after trimming to the token budget)."""
 
 
 def model_path(spec: str | Path) -> str:
@@ -61,6 +74,8 @@ class Predictor:
     model_id: str
     instruction: str = DEFAULT_INSTRUCTION
     config: DecodeConfig = field(default_factory=DecodeConfig)
+    max_length: int | None = None
+    """Token budget the model was trained with (train_config.json); prompts are trimmed to fit it."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
@@ -74,8 +89,30 @@ class Predictor:
         log.info("loading model %s", path)
         model, tok = load_model_and_tokenizer(path)
         model.eval()
-        instruction = model_instruction(spec) if Path(str(spec)).is_dir() else DEFAULT_INSTRUCTION
-        return cls(model, tok, model_id=str(spec), instruction=instruction, config=config or DecodeConfig())
+        train_cfg = _train_config(spec) if Path(str(spec)).is_dir() else {}
+        max_length = train_cfg.get("max_length")
+        return cls(
+            model, tok, model_id=str(spec), instruction=model_instruction(spec) if train_cfg else DEFAULT_INSTRUCTION,
+            config=config or DecodeConfig(), max_length=max_length if isinstance(max_length, int) else None,
+        )
+
+    def fit_prompt(
+        self, feature: Feature, context: Sequence[LawContext], glossary: dict[str, str] | None
+    ) -> tuple[PromptInput, str, list[LawContext]]:
+        """The contract prompt, dropping the least relevant (last) context items until it fits the budget.
+
+        The budget is the trained ``max_length`` minus room for the answer, the same rule as training
+        (``sft.budget``): a model never sees a longer prompt than it was trained on.
+        """
+        context = list(context)
+        answer_room = self.config.max_reason_tokens + 64
+        while True:
+            prompt_input, prompt = build_prompt(feature, context, glossary, self.instruction)
+            if self.max_length is None or not context:
+                return prompt_input, prompt, context
+            if len(self.tokenizer(prompt)["input_ids"]) + answer_room <= self.max_length:
+                return prompt_input, prompt, context
+            context.pop()
 
     def predict_prompts(
         self, prompts: Sequence[str], inputs: Sequence[PromptInput | None], *, constrained: bool = True
@@ -91,8 +128,8 @@ class Predictor:
         items: Sequence[tuple[Feature, Sequence[LawContext], dict[str, str] | None]],
         *,
         constrained: bool = True,
-    ) -> list[tuple[Prediction, str]]:
-        """(feature, context, glossary notes) -> (prediction, the exact prompt used)."""
-        built = [build_prompt(f, c, g, self.instruction) for f, c, g in items]
-        preds = self.predict_prompts([p for _, p in built], [pi for pi, _ in built], constrained=constrained)
-        return list(zip(preds, [p for _, p in built], strict=True))
+    ) -> list[Result]:
+        """(feature, context, glossary notes) -> (prediction, the exact prompt, the context it holds)."""
+        built = [self.fit_prompt(f, c, g) for f, c, g in items]
+        preds = self.predict_prompts([b[1] for b in built], [b[0] for b in built], constrained=constrained)
+        return [Result(pred, prompt, ctx) for pred, (_, prompt, ctx) in zip(preds, built, strict=True)]

@@ -192,9 +192,9 @@ def run_predict(cfg: PredictConfig, predictor: Any | None = None) -> dict[str, i
                 for f in batch:
                     notes = glossary.notes_for(f"{f.name} {f.description}")
                     items.append((f, contexts_for(retriever, f, notes, cfg.k), notes))
-                preds = predictor.predict(items)
-                for (f, ctx, _), (pred, _) in zip(items, preds, strict=True):
-                    out.write(json.dumps(answer_row(f, pred, ctx, predictor.model_id), ensure_ascii=False) + "\n")
+                for f, res in zip(batch, predictor.predict(items), strict=True):
+                    row = answer_row(f, res.prediction, res.context, predictor.model_id)
+                    out.write(json.dumps(row, ensure_ascii=False) + "\n")
                 out.flush()
                 bar.update(len(batch))
     write_csv(cfg.jsonl_path, cfg.csv_path)

@@ -166,10 +166,9 @@ def predict_items(state: ServerState, items: list[Any]) -> list[dict[str, Any]]:
         if context is None:
             context = contexts_for(state.retriever, feature, glossary or {}, 5)
         batch.append((feature, context, glossary))
-    preds = state.predictor.predict(batch)
     rows = []
-    for (feature, context, _), (pred, _) in zip(batch, preds, strict=True):
-        a = pred.answer
+    for (feature, _, _), res in zip(batch, state.predictor.predict(batch), strict=True):
+        a, context = res.prediction.answer, res.context
         rows.append({
             "id": feature.id, "compliance_flag": a.compliance_flag.value, "law": a.law, "citation": a.citation,
             "reason": a.reason, "context_ids": [c.id for c in context], "model_id": state.predictor.model_id,

@@ -36,7 +36,7 @@ def _items():
 
 def test_constrained_answers_are_always_valid_and_grounded(predictor):
     results = predictor.predict(_items())
-    for (feature, ctx, _), (pred, prompt) in zip(_items(), results, strict=True):
+    for (feature, ctx, _), (pred, prompt, used) in zip(_items(), results, strict=True):
         assert pred.valid, pred.error
         data = json.loads(pred.raw)  # the raw text itself is one JSON object in canonical field order
         assert list(data) == ["compliance_flag", "law", "citation", "reason"]
@@ -46,16 +46,17 @@ def test_constrained_answers_are_always_valid_and_grounded(predictor):
         if data["citation"] is not None:
             assert pred.grounded is True
         assert prompt == render_prompt(DEFAULT_INSTRUCTION, PromptInput.build(feature, ctx).render())
+        assert used == ctx  # no trained budget recorded: the whole context is kept
 
 
 def test_batching_does_not_change_answers(predictor):
-    together = [p.raw for p, _ in predictor.predict(_items())]
+    together = [r.prediction.raw for r in predictor.predict(_items())]
     alone = [predictor.predict([item])[0][0].raw for item in _items()]
     assert together == alone
 
 
 def test_unconstrained_random_model_is_invalid_where_constrained_is_not(predictor):
-    free = [p for p, _ in predictor.predict(_items(), constrained=False)]
+    free = [r.prediction for r in predictor.predict(_items(), constrained=False)]
     assert not all(p.valid for p in free)  # an untrained model does not produce the schema by itself
     assert all(p.error for p in free if not p.valid)
 
@@ -85,3 +86,19 @@ def test_prefix_cache_scores_equal_full_sequence_scores(predictor):
         start = len(prefixes[r])
         want = sum(float(logprobs[start + j - 1, cont[j]]) for j in range(1, len(cont)))
         assert score == pytest.approx(want, abs=1e-4)
+
+
+def test_prompt_is_trimmed_to_the_trained_token_budget(predictor):
+    """With the trained max_length known, the least relevant (last) context items are dropped to fit."""
+    import dataclasses
+
+    feature = FEATURES[0]
+    full = predictor.fit_prompt(feature, CTX, None)
+    n_full = len(predictor.tokenizer(full[1])["input_ids"])
+    room = predictor.config.max_reason_tokens + 64
+    budgeted = dataclasses.replace(predictor, max_length=n_full + room - 1)  # one token short
+    result = budgeted.predict([(feature, CTX, None)])[0]
+    assert result.context == CTX[:1]
+    assert result.prompt == render_prompt(DEFAULT_INSTRUCTION, PromptInput.build(feature, CTX[:1]).render())
+    assert result.prediction.answer.citation in (None, CTX[0].citation)
+    assert dataclasses.replace(predictor, max_length=n_full + room).fit_prompt(feature, CTX, None)[2] == CTX

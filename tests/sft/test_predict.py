@@ -45,7 +45,7 @@ class StopAfter:
             raise Interrupted
         self.left -= 1
         out = self.inner.predict(items, **kw)
-        self.prompts += [p for _, p in out]
+        self.prompts += [r.prompt for r in out]
         return out
 
 

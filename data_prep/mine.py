@@ -39,12 +39,12 @@ TOPICS: dict[str, tuple[str, ...]] = {
                            r"12 a\.?m\.?", r"6 a\.?m\.?", r"hours of"),
     "addictive_feeds": (r"addictive", r"infinite scroll", r"auto-?play", r"push notification", r"engagement",
                         r"\bfeed"),
-    "parental_consent": (r"parent(?:al)?\b", r"guardian", r"consent of (?:a|the) parent", r"holder of parental"),
+    "parental_consent": (r"\bparent(?:al|s)?\b", r"guardian", r"consent of (?:a|the) parent", r"holder of parental"),
     "age_assurance": (r"age verification", r"verify the age", r"age assurance", r"age of", r"years of age",
-                      r"under (?:the age of )?1[3-8]", r"minor", r"account holder", r"date of birth"),
+                      r"under (?:the age of )?1[3-8]", r"\bminors?\b", r"account holder", r"date of birth"),
     "recommender_transparency": (r"recommender system", r"recommendation", r"ranking", r"profiling",
                                  r"main parameters"),
-    "ads_to_minors": (r"advertis", r"targeted", r"sponsored", r"commercial communication"),
+    "ads_to_minors": (r"advertis", r"targeting", r"sponsored", r"commercial communication"),
     "data_minimisation": (r"personal data", r"retention", r"retain", r"delete", r"erasure", r"minimi[sz]",
                           r"storage limitation", r"collect"),
     "notice_and_action": (r"notice", r"illegal content", r"statement of reasons", r"complaint", r"trusted flagger",
@@ -61,8 +61,17 @@ ONLINE = re.compile(
     re.IGNORECASE,
 )
 
+# Duties of public bodies (the Commission, a supervisory authority, the Attorney General, ...) are not
+# product requirements: a sentence whose subject (the words before the deontic marker) names one is skipped.
+AUTHORITY = re.compile(
+    r"\b(Commission|Member States?|Board|supervisory authorit|Digital Services Coordinator|AI Office|notified bod"
+    r"|competent authorit|market surveillance|department|Attorney General|court|division|Council|Parliament"
+    r"|Ombudsman|European Data Protection|Agency|Secretary|NCMEC|National Center)",
+    re.IGNORECASE,
+)
+
 # Deontic words that state no duty: rules of construction and definitions.
-NOT_A_DUTY = re.compile(r"shall not be (?:construed|interpreted|deemed)|\bnothing in this|\bmeans\b", re.IGNORECASE)
+NOT_A_DUTY = re.compile(r"shall not be (?:construed|interpreted|deemed)|shall (?:not )?apply|\bnothing in this|\bmeans\b", re.IGNORECASE)
 
 _SENTENCE_END = re.compile(r"(?<=[.;:])\s+(?=[A-Z(\"“])")
 MIN_CHARS, MAX_CHARS = 60, 700
@@ -103,7 +112,10 @@ def mine_chunk(chunk: LawContext) -> list[Obligation]:
     for sentence in split_sentences(chunk.snippet):
         if not (MIN_CHARS <= len(sentence) <= MAX_CHARS):
             continue
-        if not DEONTIC.search(sentence) or not ONLINE.search(sentence) or NOT_A_DUTY.search(sentence):
+        marker = DEONTIC.search(sentence)
+        if not marker or not ONLINE.search(sentence) or NOT_A_DUTY.search(sentence):
+            continue
+        if AUTHORITY.search(sentence[: marker.start()]):
             continue
         topic = classify_topic(sentence)
         if topic is None:

@@ -35,6 +35,7 @@ def test_permissions_definitions_and_construction_rules_are_not_obligations():
     text = (
         "A social media company may offer a teen mode to users who ask for it in the settings. "
         "This chapter shall not be construed to require a social media company to collect more personal data. "
+        "The Commission shall publish guidelines on age verification for online platforms used by minors. "
         "“Account holder” means a person who has an account with a social media company and uses the service. "
         "A social media company shall verify the age of every Utah account holder before an account is opened."
     )

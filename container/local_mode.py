@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -21,6 +23,9 @@ import tarfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
 
 # Hyperparameters for a CPU job of a minute or two (TrainConfig field names, as strings like SageMaker's).
 HYPERPARAMETERS = {
@@ -31,6 +36,8 @@ HYPERPARAMETERS = {
     "eval_sample": "2",
     "max_new_tokens": "16",
     "logging_steps": "1",
+    # The base model comes from a channel that an endpoint does not have: ship merged weights to serve.
+    "merge": "true",
 }
 
 
@@ -71,6 +78,28 @@ def train_local(image: str, instance: str, work: Path, channels: dict[str, Path]
     return found[-1]
 
 
+def train_direct(work: Path, channels: dict[str, Path], hp: dict[str, str]) -> Path:
+    """The same job without Docker: ``container/train`` on the host against an /opt/ml layout under ``work``
+    (GEOCOMPLY_OPT_ML), then model/ packed into model.tar.gz as SageMaker does."""
+    root = work / "opt_ml"
+    shutil.rmtree(root, ignore_errors=True)
+    (root / "input" / "config").mkdir(parents=True)
+    (root / "input" / "config" / "hyperparameters.json").write_text(json.dumps(hp))
+    for name, src in channels.items():
+        shutil.copytree(src, root / "input" / "data" / name)
+    env = dict(os.environ, GEOCOMPLY_OPT_ML=str(root))
+    res = subprocess.run([sys.executable, str(HERE / "train")], env=env)
+    if res.returncode != 0:
+        failure = root / "output" / "failure"
+        reason = failure.read_text() if failure.is_file() else "(no failure file)"
+        raise SystemExit(f"local_mode: error: train exited {res.returncode}: {reason}")
+    tarball = root / "output" / "model.tar.gz"
+    with tarfile.open(tarball, "w:gz") as tar:
+        for p in sorted((root / "model").iterdir()):
+            tar.add(p, arcname=p.name)
+    return tarball
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -83,13 +112,44 @@ def http(url: str, data: bytes | None = None, timeout: float = 120) -> tuple[int
         return r.status, r.read()
 
 
-def serve_and_check(image: str, model_dir: Path, startup_s: float = 180) -> dict:
-    """Start ``serve`` from the unpacked artefacts on 127.0.0.1 and check /ping and /invocations."""
+def start_container(image: str, model_dir: Path) -> tuple[int, Any, Any]:
+    """``docker run IMAGE serve`` with the artefacts at /opt/ml/model, published on 127.0.0.1 only."""
     port = free_port()
     cid = subprocess.check_output([
         "docker", "run", "-d", "--rm", "-p", f"127.0.0.1:{port}:8080",
         "-v", f"{model_dir.resolve()}:/opt/ml/model:ro", image, "serve",
     ], text=True).strip()  # fmt: skip
+
+    def logs() -> str:
+        r = subprocess.run(["docker", "logs", cid], capture_output=True, text=True)
+        return r.stdout + r.stderr
+
+    return port, logs, lambda: subprocess.run(["docker", "rm", "-f", cid], capture_output=True)
+
+
+def start_direct(model_dir: Path, work: Path) -> tuple[int, Any, Any]:
+    """``container/serve`` as a host process, with the same /opt/ml layout under ``work``."""
+    root = work / "serve_opt_ml"
+    root.mkdir(parents=True, exist_ok=True)
+    link = root / "model"
+    if not link.exists():
+        link.symlink_to(model_dir.resolve())
+    port = free_port()
+    log = open(work / "serve.log", "w")  # noqa: SIM115 (closed by stop)
+    env = dict(os.environ, GEOCOMPLY_OPT_ML=str(root), SAGEMAKER_BIND_TO_PORT=str(port))
+    proc = subprocess.Popen([sys.executable, str(HERE / "serve")], env=env, stdout=log, stderr=subprocess.STDOUT)
+
+    def stop() -> None:
+        proc.terminate()
+        proc.wait(30)
+        log.close()
+
+    return port, lambda: (work / "serve.log").read_text(), stop
+
+
+def serve_and_check(start: tuple[int, Any, Any], startup_s: float = 180) -> Any:
+    """Wait for /ping, then POST one feature to /invocations; always stops the server."""
+    port, logs, stop = start
     try:
         deadline = time.monotonic() + startup_s
         while True:
@@ -99,8 +159,7 @@ def serve_and_check(image: str, model_dir: Path, startup_s: float = 180) -> dict
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                logs = subprocess.run(["docker", "logs", cid], capture_output=True, text=True)
-                raise SystemExit(f"local_mode: error: /ping not healthy after {startup_s:.0f}s\n{logs.stdout}{logs.stderr}")
+                raise SystemExit(f"local_mode: error: /ping not healthy after {startup_s:.0f}s\n{logs()}")
             time.sleep(1)
         body = json.dumps({
             "id": "f1", "name": "Teen curfew",
@@ -113,7 +172,7 @@ def serve_and_check(image: str, model_dir: Path, startup_s: float = 180) -> dict
             raise SystemExit(f"local_mode: error: /invocations answered {status}: {out[:500]!r}")
         return json.loads(out)
     finally:
-        subprocess.run(["docker", "rm", "-f", cid], capture_output=True)
+        stop()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,20 +182,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, default=Path("runs/local-mode"))
     ap.add_argument("--hp", action="append", default=[], help="extra hyperparameter KEY=VALUE")
     ap.add_argument("--no-serve", action="store_true")
+    ap.add_argument("--direct", action="store_true", help="no Docker: run the entry points on the host")
     args = ap.parse_args(argv)
     hp = dict(HYPERPARAMETERS) | dict(p.split("=", 1) for p in args.hp)
     channels = prepare(args.work)
     t0 = time.monotonic()
-    tarball = train_local(args.image, args.instance, args.work, channels, hp)
+    if args.direct:
+        tarball = train_direct(args.work, channels, hp)
+    else:
+        tarball = train_local(args.image, args.instance, args.work, channels, hp)
     print(f"local_mode: training job done in {time.monotonic() - t0:.0f}s -> {tarball}", flush=True)
     model_dir = args.work / "model"
-    model_dir.mkdir(exist_ok=True)
+    shutil.rmtree(model_dir, ignore_errors=True)
+    model_dir.mkdir()
     with tarfile.open(tarball) as tar:
         tar.extractall(model_dir, filter="data")
     print(f"local_mode: model.tar.gz unpacked into {model_dir}: {sorted(p.name for p in model_dir.iterdir())}")
     if args.no_serve:
         return 0
-    answer = serve_and_check(args.image, model_dir)
+    start = start_direct(model_dir, args.work) if args.direct else start_container(args.image, model_dir)
+    answer = serve_and_check(start)
     print(f"local_mode: /ping ok; /invocations -> {json.dumps(answer)}")
     return 0
 

@@ -40,7 +40,7 @@ def docker_run(image: str, *args: str, timeout: float = 300) -> subprocess.Compl
 
 def test_entry_points_come_first_on_path(image):
     res = subprocess.run(["docker", "run", "--rm", "--network", "none", "--entrypoint", "sh", image, "-c",
-                          "command -v train serve; python3 -c 'import torch, sft; print(torch.__version__)'"],
+                          "command -v train; command -v serve; python3 -c 'import torch, sft; print(torch.__version__)'"],
                          capture_output=True, text=True, timeout=120)  # fmt: skip
     assert res.returncode == 0, res.stderr
     assert res.stdout.splitlines()[:2] == ["/opt/geocomply/bin/train", "/opt/geocomply/bin/serve"]

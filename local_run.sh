@@ -49,6 +49,8 @@ main_job() {
   say "main job on the bundled sample corpus -> $out"
   "$VENV/bin/geoprep" glossary examples/corpus/glossary/terminology.csv \
     "PF default-off for ASL users in ShadowMode; Jellybean parental controls" | tee "$out/glossary_notes.txt"
+  say "data prep: law PDFs -> grounded, QC'd train/validation JSONL -> $out/data"
+  "$VENV/bin/geoprep" pipeline examples/corpus --out "$out/data" --tokenizer demo
 }
 
 # The container path (see README "Container image and SageMaker"); without Docker, local-mode says so and

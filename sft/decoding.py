@@ -31,7 +31,10 @@ from typing import Any
 from sft.contract import LABELS, Answer, Prediction, PromptInput, parse_output
 
 FLAG_PREFIX = '{"compliance_flag": "'
-LAW_PREFIX = '", "law": '
+# Segments are tokenized separately and concatenated, so each boundary must also be a pre-tokenizer boundary
+# of the joint training text: byte-level BPE glues a space to what follows (' null', ' "EU'), so the space
+# after "law": belongs to the law segment, not to this one.
+LAW_PREFIX = '", "law":'
 REASON_PREFIX = ', "reason": "'
 
 
@@ -192,7 +195,7 @@ def _law_options(prompt_input: PromptInput | None) -> list[tuple[str | None, str
 
 
 def _law_text(law: str | None, citation: str | None) -> str:
-    return f'{json.dumps(law, ensure_ascii=False)}, "citation": {json.dumps(citation, ensure_ascii=False)}'
+    return f' {json.dumps(law, ensure_ascii=False)}, "citation": {json.dumps(citation, ensure_ascii=False)}'
 
 
 def decode_constrained(model: Any, tokenizer: Any, prompts: Sequence[str], inputs: Sequence[PromptInput | None],

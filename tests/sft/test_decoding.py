@@ -102,3 +102,17 @@ def test_prompt_is_trimmed_to_the_trained_token_budget(predictor):
     assert result.prompt == render_prompt(DEFAULT_INSTRUCTION, PromptInput.build(feature, CTX[:1]).render())
     assert result.prediction.answer.citation in (None, CTX[0].citation)
     assert dataclasses.replace(predictor, max_length=n_full + room).fit_prompt(feature, CTX, None)[2] == CTX
+
+
+def test_segment_tokens_concatenate_to_the_training_tokenization(predictor):
+    """Scored/generated segments, joined, are the tokens of the training target (no boundary artefacts)."""
+    from sft.contract import Answer
+    from sft.decoding import FLAG_PREFIX, LAW_PREFIX, REASON_PREFIX, _encode, _law_text
+
+    tok = predictor.tokenizer
+    for law, citation in [("Florida HB 3", "Fla. Stat. § 501.1736(2)"), (None, None)]:
+        answer = Answer(compliance_flag=LABELS[0], law=law, citation=citation, reason="Minors are protected.")
+        parts = [FLAG_PREFIX, LABELS[0].value + LAW_PREFIX, _law_text(law, citation) + REASON_PREFIX,
+                 'Minors are protected."}']
+        assert "".join(parts) == answer.to_json()
+        assert sum((_encode(tok, p) for p in parts), []) == _encode(tok, answer.to_json())

@@ -94,6 +94,7 @@ def train_direct(work: Path, channels: dict[str, Path], hp: dict[str, str]) -> P
         reason = failure.read_text() if failure.is_file() else "(no failure file)"
         raise SystemExit(f"local_mode: error: train exited {res.returncode}: {reason}")
     tarball = root / "output" / "model.tar.gz"
+    tarball.parent.mkdir(parents=True, exist_ok=True)
     with tarfile.open(tarball, "w:gz") as tar:
         for p in sorted((root / "model").iterdir()):
             tar.add(p, arcname=p.name)

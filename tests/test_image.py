@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import REPO
 
-pytestmark = [pytest.mark.docker, pytest.mark.slow]
+docker = pytest.mark.docker
 TAG = "geocomply:test"
 
 
@@ -38,6 +38,8 @@ def docker_run(image: str, *args: str, timeout: float = 300) -> subprocess.Compl
                           capture_output=True, text=True, timeout=timeout)  # fmt: skip
 
 
+@docker
+@pytest.mark.slow
 def test_entry_points_come_first_on_path(image):
     res = subprocess.run(["docker", "run", "--rm", "--network", "none", "--entrypoint", "sh", image, "-c",
                           "command -v train; command -v serve; python3 -c 'import torch, sft; print(torch.__version__)'"],
@@ -49,6 +51,8 @@ def test_entry_points_come_first_on_path(image):
     assert json.loads(cmd) == ["train"]
 
 
+@docker
+@pytest.mark.slow
 def test_train_with_a_broken_hyperparameter_writes_the_failure_file(image, tmp_path):
     from sft.sample_data import write_examples
 
@@ -63,6 +67,8 @@ def test_train_with_a_broken_hyperparameter_writes_the_failure_file(image, tmp_p
     assert "learning_rate" in failure, failure
 
 
+@docker
+@pytest.mark.slow
 def test_sagemaker_local_mode_trains_and_the_image_serves_the_artefacts(image, tmp_path):
     pytest.importorskip("sagemaker")
     if shutil.which("docker-compose") is None and subprocess.run(
@@ -76,3 +82,17 @@ def test_sagemaker_local_mode_trains_and_the_image_serves_the_artefacts(image, t
     answer = json.loads(res.stdout.split("/invocations -> ", 1)[1].splitlines()[0])
     row = answer[0] if isinstance(answer, list) else answer
     assert "compliance_flag" in json.dumps(row)
+
+
+@pytest.mark.slow
+def test_direct_mode_runs_the_same_job_through_the_entry_points_without_docker(tmp_path):
+    """What `./local_run.sh local-mode` falls back to without Docker: container/train and container/serve on
+    the host, against the same /opt/ml layout and model.tar.gz round trip."""
+    res = subprocess.run([sys.executable, str(REPO / "container" / "local_mode.py"), "--direct",
+                          "--work", str(tmp_path)], capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
+    assert (tmp_path / "opt_ml" / "output" / "model.tar.gz").is_file()
+    assert (tmp_path / "model" / "merged" / "config.json").is_file()
+    answer = json.loads(res.stdout.split("/invocations -> ", 1)[1].splitlines()[0])
+    assert answer["id"] == "f1" and answer["compliance_flag"] in {
+        "Needs Geo-Compliance", "No Geo-Compliance Needed", "Not Enough Information"}  # fmt: skip

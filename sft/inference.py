@@ -120,8 +120,12 @@ class Predictor:
         if not prompts:
             return []
         decode = decode_constrained if constrained else decode_free
-        with self._lock:
-            return decode(self.model, self.tokenizer, prompts, inputs, self.config)
+        size = self.config.batch_size
+        out: list[Prediction] = []
+        with self._lock:  # one request at a time on the model; batches bound the KV-cache memory
+            for i in range(0, len(prompts), size):
+                out += decode(self.model, self.tokenizer, prompts[i : i + size], inputs[i : i + size], self.config)
+        return out
 
     def predict(
         self,

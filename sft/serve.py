@@ -39,8 +39,7 @@ log = logging.getLogger(__name__)
 
 JSON, JSONL, CSV = "application/json", "application/jsonlines", "text/csv"
 _TYPES = {JSON: JSON, "application/jsonl": JSONL, JSONL: JSONL, "application/x-jsonlines": JSONL, CSV: CSV}
-DEFAULT_MAX_BODY = 6 * 1024 * 1024  # SageMaker real-time payload limit
-MAX_ITEMS = 256
+DEFAULT_MAX_BODY = 6 * 1024 * 1024  # SageMaker real-time payload limit; it also bounds the features per request
 
 
 class BadRequest(Exception):
@@ -249,8 +248,6 @@ class Handler(BaseHTTPRequestHandler):
         items, single = parse_body(body, ctype)
         if not items:
             raise BadRequest("no features in the request")
-        if len(items) > MAX_ITEMS:
-            raise BadRequest(f"{len(items)} features in one request; the limit is {MAX_ITEMS}")
         rows = predict_items(self.state, items)
         return HTTPStatus.OK, render_body(rows, accept, single), accept
 

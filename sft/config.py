@@ -66,6 +66,7 @@ class TrainConfig:
     resume: bool = _f(True, "Resume from the latest checkpoint in checkpoint_dir when there is one.")
     logging_steps: int = _f(10, "Log the training loss every N steps.")
     merge: bool = _f(False, "Also write merged full weights to OUTPUT/merged for serving.")
+    processes_per_host: int = _f(0, "Data-parallel processes per host in container mode (0: one per GPU, 1 on CPU).")
 
     def __post_init__(self) -> None:
         from sft.models import check_model_id
@@ -79,7 +80,7 @@ class TrainConfig:
         for name in ("batch_size", "grad_accum", "max_length", "lora_r", "lora_alpha", "logging_steps"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name}: must be >= 1, got {getattr(self, name)}")
-        for name in ("eval_sample", "save_steps", "max_new_tokens", "save_total_limit"):
+        for name in ("eval_sample", "save_steps", "max_new_tokens", "save_total_limit", "processes_per_host"):
             if getattr(self, name) < 0:
                 raise UserError(f"{name}: must be >= 0, got {getattr(self, name)}")
         if self.learning_rate <= 0 or self.epochs <= 0:

@@ -96,3 +96,25 @@ def test_jsonl_features_and_clear_errors(predictor, tmp_path):
         run_predict(PredictConfig("unused", tmp_path / "none.csv", tmp_path / "o"), predictor)
     with pytest.raises(UserError, match="--retriever"):
         PredictConfig("m", feats, tmp_path / "o", retriever="elastic")
+
+
+def test_predict_retrieves_context_from_a_local_index(predictor, tmp_path):
+    from data_prep.chunks import write_chunks
+    from data_prep.retrieval import build_local_index
+    from sft.contract import LawContext
+
+    chunks = [
+        LawContext(id="us_ut_sb152#1", law_id="us_ut_sb152", title="Utah SB 152", citation="Utah Code § 13-63-102",
+                   jurisdiction="US-UT", snippet="A social media company shall verify the age of a Utah account holder."),
+        LawContext(id="eu_gdpr#8", law_id="eu_gdpr", title="GDPR", citation="GDPR Art. 8(1)", jurisdiction="EU",
+                   snippet="Processing of the personal data of a child below 16 requires parental consent."),
+    ]
+    write_chunks(tmp_path / "chunks.jsonl", chunks)
+    build_local_index(tmp_path / "chunks.jsonl", tmp_path / "index")
+    feats = tmp_path / "f.jsonl"
+    feats.write_text('{"id": "u1", "name": "Age check", "description": "Verify the age of Utah account holders."}\n')
+    cfg = PredictConfig("unused", feats, tmp_path / "o", index_dir=tmp_path / "index", k=1)
+    run_predict(cfg, predictor)
+    row = json.loads(cfg.jsonl_path.read_text())
+    assert row["context_ids"] == ["us_ut_sb152#1"]
+    assert row["citation"] in (None, "Utah Code § 13-63-102")

@@ -242,6 +242,25 @@ def deploy(
     typer.echo(deploy_from_cli(make, training_job, model_data, region, wait=wait, check_quotas=quota_check))
 
 
+@app.command()
+def preflight(
+    model: Annotated[str, typer.Option(help="Hub id, local dir or 'demo'.")] = "deepseek-ai/deepseek-llm-7b-base",
+    instance: Annotated[str, typer.Option(help="SageMaker instance type.")] = "ml.g5.2xlarge",
+    quantize: Annotated[str | None, typer.Option(help="'4bit' for QLoRA.")] = None,
+    max_length: Annotated[int, typer.Option()] = 512,
+    batch_size: Annotated[int, typer.Option()] = 4,
+    lora_r: Annotated[int, typer.Option()] = 8,
+) -> None:
+    """Estimate per-GPU training memory from the model's config; say whether it fits and what to change."""
+    from sft.preflight import report
+
+    est, text = report(model, instance, quantize=quantize, max_length=max_length, batch_size=batch_size,
+                       lora_r=lora_r)
+    typer.echo(text)
+    if not est.fits:
+        raise typer.Exit(2)
+
+
 def main() -> None:
     run_app(app, "geosft")
 

@@ -92,6 +92,8 @@ def _check_row(row):
 def test_ping_and_json(server):
     url, _ = server
     assert call(url, "/ping")[0] == 200
+    status, _, body = call(url, "/execution-parameters")  # Batch Transform's defaults from the container
+    assert status == 200 and json.loads(body)["BatchStrategy"] == "MULTI_RECORD"
     feature = {"id": "f1", "name": "Teen curfew", "description": "Block sign-up of minors under 14 in Florida."}
     status, ctype, body = call(url, "/invocations", json.dumps(feature))
     assert (status, ctype) == (200, "application/json")

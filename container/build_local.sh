@@ -30,5 +30,8 @@ case "$BASE" in
   *) args=(--build-arg "BASE_IMAGE=$BASE") ;;
 esac
 printf '\033[1m==> docker build -t %s (base: %s)\033[0m\n' "$TAG" "$BASE" >&2
-docker build -q --network host "${args[@]}" -t "$TAG" . >/dev/null
+# The offline build fetches nothing (--network none proves it); the DLC build's pip needs the network.
+net=host
+[ "$BASE" = offline ] && net=none
+docker build -q --network "$net" "${args[@]}" -t "$TAG" . >/dev/null
 echo "$TAG"

@@ -61,7 +61,9 @@ def train_local(image: str, instance: str, work: Path, channels: dict[str, Path]
     from sagemaker.train import ModelTrainer
     from sagemaker.train.model_trainer import Mode
 
-    root = work / "job"
+    # docker-compose names the project after this directory: a unique name keeps runs (and their stopped
+    # containers) apart, and the containers are removed afterwards.
+    root = work / f"sm-local-{os.getpid()}-{int(time.time())}"
     root.mkdir(parents=True, exist_ok=True)
     trainer = ModelTrainer(
         training_mode=Mode.LOCAL_CONTAINER,
@@ -71,7 +73,13 @@ def train_local(image: str, instance: str, work: Path, channels: dict[str, Path]
         base_job_name="geocomply-local",
         local_container_root=str(root),
     )
-    trainer.train(input_data_config=[InputData(channel_name=k, data_source=str(v)) for k, v in channels.items()])
+    try:
+        trainer.train(input_data_config=[InputData(channel_name=k, data_source=str(v)) for k, v in channels.items()])
+    finally:
+        project = f"label=com.docker.compose.project={root.name}"
+        ids = subprocess.run(["docker", "ps", "-aq", "--filter", project], capture_output=True, text=True).stdout.split()
+        if ids:
+            subprocess.run(["docker", "rm", "-f", *ids], capture_output=True)
     found = sorted(root.rglob("model.tar.gz"), key=lambda p: p.stat().st_mtime)
     if not found:
         raise SystemExit(f"local_mode: error: the job finished but wrote no model.tar.gz under {root}")

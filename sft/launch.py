@@ -15,17 +15,27 @@ from typing import Any
 from sft.aws import DEFAULT_REGION, check_s3_uri, screen_secrets, unique_name
 from sft.errors import UserError
 
-# Regexes over the training log (the HF Trainer prints dicts such as {'loss': 1.23, 'epoch': 0.5} and
-# {'eval_loss': 1.1, ...}); SageMaker turns the captures into console charts and CloudWatch metrics.
+# Regexes over the training log; SageMaker turns the captures into console charts and CloudWatch metrics.
+# The HF Trainer prints dicts such as {'loss': '6.258', 'grad_norm': '0.04479', ...} (transformers 5 quotes
+# the numbers; 4.x did not) and {'eval_loss': '6.253', ...}; geosft train logs the generated-answer check as
+# "generated answers: 92% valid JSON, 71% correct label".
 _NUM = r"['\"]?([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
+
+
+def _key(name: str) -> str:
+    return rf"['\"]{name}['\"]:\s*" + _NUM
+
+
 METRIC_DEFINITIONS = [
-    {"Name": "train:loss", "Regex": r"['\"]loss['\"]:\s*" + _NUM},
-    {"Name": "train:learning_rate", "Regex": r"['\"]learning_rate['\"]:\s*" + _NUM},
-    {"Name": "train:grad_norm", "Regex": r"['\"]grad_norm['\"]:\s*" + _NUM},
-    {"Name": "train:epoch", "Regex": r"['\"]epoch['\"]:\s*" + _NUM},
-    {"Name": "eval:loss", "Regex": r"['\"]eval_loss['\"]:\s*" + _NUM},
-    {"Name": "eval:accuracy", "Regex": r"['\"]eval_(?:label_)?accuracy['\"]:\s*" + _NUM},
-    {"Name": "eval:macro_f1", "Regex": r"['\"]eval_(?:label_)?macro_f1['\"]:\s*" + _NUM},
+    {"Name": "train:loss", "Regex": _key("loss")},
+    {"Name": "train:learning_rate", "Regex": _key("learning_rate")},
+    {"Name": "train:grad_norm", "Regex": _key("grad_norm")},
+    {"Name": "train:mean_token_accuracy", "Regex": _key("mean_token_accuracy")},
+    {"Name": "train:epoch", "Regex": _key("epoch")},
+    {"Name": "eval:loss", "Regex": _key("eval_loss")},
+    {"Name": "eval:mean_token_accuracy", "Regex": _key("eval_mean_token_accuracy")},
+    {"Name": "eval:valid_json_pct", "Regex": r"generated answers: ([0-9.]+)% valid JSON"},
+    {"Name": "eval:label_accuracy_pct", "Regex": r"valid JSON, ([0-9.]+)% correct label"},
 ]
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
 

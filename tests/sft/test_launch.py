@@ -84,16 +84,24 @@ def test_bad_input_is_refused_before_printing_anything(args, message):
     assert "hf_aaaa" not in res.output and "CreateTrainingJob" not in res.output
 
 
-def test_metric_regexes_capture_trainer_log_lines():
+def test_metric_regexes_capture_the_training_log():
+    # Lines as `train` prints them in the image (transformers 5 quotes the numbers), tqdm noise included.
     log = (
-        "{'loss': 2.3412, 'grad_norm': 1.75, 'learning_rate': 4.5e-05, 'epoch': 0.25}\n"
-        "{'eval_loss': 1.9876, 'eval_runtime': 3.2, 'epoch': 0.25}\n"
+        " 25%|##5       | 1/4 [00:02<00:06,  2.21s/it] {'loss': '6.258', 'grad_norm': '0.04479', "
+        "'learning_rate': '5e-05', 'entropy': '6.235', 'mean_token_accuracy': '0.125', 'epoch': '0.5'}\n"
+        "[A{'eval_loss': '6.253', 'eval_runtime': '0.7998', 'eval_mean_token_accuracy': '0.25', 'epoch': '1'}\n"
+        "INFO sft.train: step 2: generated answers: 92% valid JSON, 71% correct label (n=16)\n"
+        "{'train_runtime': '13.88', 'train_loss': '6.257', 'epoch': '2'}\n"
+        "{'loss': 2.5, 'epoch': 2.5}\n"  # transformers 4.x style
     )
     found = {m["Name"]: [float(x) for x in re.findall(m["Regex"], log)] for m in METRIC_DEFINITIONS}
-    assert found["train:loss"] == [2.3412]  # not fooled by eval_loss
-    assert found["eval:loss"] == [1.9876]
-    assert found["train:learning_rate"] == [4.5e-05]
-    assert found["train:epoch"] == [0.25, 0.25]
+    assert found["train:loss"] == [6.258, 2.5]  # neither eval_loss nor train_loss
+    assert found["eval:loss"] == [6.253]
+    assert found["train:learning_rate"] == [5e-05]
+    assert found["train:mean_token_accuracy"] == [0.125]  # not eval_mean_token_accuracy
+    assert found["eval:mean_token_accuracy"] == [0.25]
+    assert found["train:epoch"] == [0.5, 1.0, 2.0, 2.5]
+    assert found["eval:valid_json_pct"] == [92.0] and found["eval:label_accuracy_pct"] == [71.0]
 
 
 def test_launch_creates_the_job_sagemaker_receives(aws_env, monkeypatch):

@@ -70,11 +70,19 @@ def hf_token(config: TrainConfig) -> str | None:
         import boto3
         from botocore.exceptions import BotoCoreError, ClientError
 
+        # botocore's DEBUG log prints response bodies, i.e. the secret: keep it quiet for this one call.
+        quiet = [logging.getLogger(n) for n in ("botocore", "boto3", "urllib3")]
+        levels = [q.level for q in quiet]
+        for q in quiet:
+            q.setLevel(logging.WARNING)
         try:
             client = boto3.client("secretsmanager", region_name=config.aws_region)
             value = client.get_secret_value(SecretId=config.hf_token_secret)["SecretString"]
         except (ClientError, BotoCoreError) as e:
             raise UserError(f"hf_token_secret {config.hf_token_secret!r}: cannot read it ({e})") from None
+        finally:
+            for q, level in zip(quiet, levels, strict=True):
+                q.setLevel(level)
         # A secret holds either the bare token or a JSON object with one of the usual keys.
         if value.lstrip().startswith("{"):
             data = json.loads(value)

@@ -145,3 +145,25 @@ def test_cli_train_and_bad_data(tmp_path, tiny_model_dir):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads((tmp_path / "o" / "metrics.json").read_text())["global_step"] == 1
+
+
+def test_hf_token_from_secrets_manager_never_in_outputs(tmp_path, tiny_model_dir, aws_env, monkeypatch, caplog):
+    import boto3
+
+    from sft.train import hf_token, run_training
+
+    token = "hf_tokenvalue_0123456789"
+    sm = boto3.client("secretsmanager", region_name="us-west-2")
+    sm.create_secret(Name="geocomply/hf", SecretString=json.dumps({"HF_TOKEN": token}))
+    assert hf_token(TrainConfig(hf_token_secret="geocomply/hf")) == token
+    with pytest.raises(UserError, match="'geocomply/missing': cannot read it"):
+        hf_token(TrainConfig(hf_token_secret="geocomply/missing"))
+
+    monkeypatch.setenv("HF_TOKEN", token)
+    cfg = _cfg(tmp_path, tiny_model_dir, max_steps=1, hf_token_secret="geocomply/hf")
+    with caplog.at_level("DEBUG"):
+        run_training(cfg)
+    assert token not in caplog.text
+    files = [p for p in Path(cfg.output).rglob("*") if p.is_file()]
+    assert files and not [p for p in files if token.encode() in p.read_bytes()]
+    assert json.loads((Path(cfg.output) / "train_config.json").read_text())["hf_token_secret"] == "geocomply/hf"

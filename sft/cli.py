@@ -154,10 +154,10 @@ def train(
 @app.command()
 def launch(
     image: Annotated[str, typer.Option(help="ECR image URI (container/build_and_push.sh prints it).")],
-    train: Annotated[str, typer.Option(help="s3:// prefix of the train JSONL.")],
+    train: Annotated[str, typer.Option(help="s3:// prefix of the train JSONL, or a local file/dir to upload.")],
     output: Annotated[str, typer.Option(help="s3:// prefix for model.tar.gz and job output.")],
     role: Annotated[str, typer.Option(help="SageMaker execution role ARN.")] = "",
-    validation: Annotated[str | None, typer.Option(help="s3:// prefix of the validation JSONL.")] = None,
+    validation: Annotated[str | None, typer.Option(help="s3:// prefix or local file/dir (uploaded).")] = None,
     model_channel: Annotated[
         str | None, typer.Option(help="s3:// prefix of a base model (sets model=/opt/ml/input/data/model).")
     ] = None,

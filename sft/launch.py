@@ -43,10 +43,10 @@ CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
 @dataclass
 class LaunchConfig:
     image_uri: str = field(metadata={"help": "ECR URI of the geocomply image (container/build_and_push.sh)."})
-    train: str = field(metadata={"help": "s3:// prefix of train JSONL."})
+    train: str = field(metadata={"help": "s3:// prefix or local file/dir of train JSONL."})
     output: str = field(metadata={"help": "s3:// prefix for model.tar.gz and output."})
     role: str = field(default="", metadata={"help": "SageMaker execution role ARN (required to launch)."})
-    validation: str | None = field(default=None, metadata={"help": "s3:// prefix of validation JSONL."})
+    validation: str | None = field(default=None, metadata={"help": "s3:// prefix or local file/dir of validation JSONL."})
     model_channel: str | None = field(
         default=None, metadata={"help": "s3:// prefix of a base model (for network-isolated jobs)."}
     )
@@ -63,13 +63,26 @@ class LaunchConfig:
     base_job_name: str = "geocomply-sft"
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     environment: dict[str, str] = field(default_factory=dict)
+    local_inputs: dict[str, Path] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.image_uri:
             raise UserError("--image is required (the ECR URI printed by container/build_and_push.sh)")
-        for name in ("train", "output", "validation", "model_channel", "checkpoint"):
-            if getattr(self, name):
-                check_s3_uri(getattr(self, name), f"--{name.replace('_', '-')}")
+        self.job_name = self.job_name or unique_name(self.base_job_name)
+        check_s3_uri(self.output, "--output")
+        if self.checkpoint:
+            check_s3_uri(self.checkpoint, "--checkpoint")
+        # Channels may be local files/dirs: they are uploaded to OUTPUT/JOB/input/CHANNEL before launching.
+        for name, channel in (("train", "train"), ("validation", "validation"), ("model_channel", "model")):
+            value = getattr(self, name)
+            if not value or value.startswith("s3://"):
+                if value:
+                    check_s3_uri(value, f"--{name.replace('_', '-')}")
+                continue
+            if not Path(value).exists():
+                raise UserError(f"--{name.replace('_', '-')} {value}: no such file or directory (or give an s3:// URI)")
+            self.local_inputs[channel] = Path(value)
+            setattr(self, name, f"{self.output.rstrip('/')}/{self.job_name}/input/{channel}")
         if self.instance_count < 1:
             raise UserError("--instance-count must be ≥ 1")
         if self.spot and self.max_wait_s < self.max_run_s:
@@ -80,7 +93,6 @@ class LaunchConfig:
             raise UserError(f"--role {self.role!r}: expected an IAM role ARN")
         screen_secrets({k: str(v) for k, v in self.hyperparameters.items()}, "hyperparameter")
         screen_secrets(self.environment, "environment")
-        self.job_name = self.job_name or unique_name(self.base_job_name)
 
     @property
     def checkpoint_uri(self) -> str:
@@ -159,6 +171,21 @@ def build_training_request(cfg: LaunchConfig) -> dict[str, Any]:
     return req
 
 
+def upload_inputs(cfg: LaunchConfig, s3: Any) -> list[str]:
+    """Upload local channel files/dirs to their S3 channel prefixes; returns the uploaded URIs."""
+    uris = []
+    for channel, local in cfg.local_inputs.items():
+        bucket, _, prefix = cfg.channels()[channel].removeprefix("s3://").partition("/")
+        files = [local] if local.is_file() else sorted(p for p in local.rglob("*") if p.is_file())
+        if not files:
+            raise UserError(f"{local}: no files to upload for channel '{channel}'")
+        for f in files:
+            key = f"{prefix}/{f.name if f == local else f.relative_to(local).as_posix()}"
+            s3.upload_file(str(f), bucket, key)
+            uris.append(f"s3://{bucket}/{key}")
+    return uris
+
+
 def model_trainer(cfg: LaunchConfig, session: Any) -> tuple[Any, list[Any]]:
     """The SDK v3 ``ModelTrainer`` (and its input channels) equivalent to ``build_training_request(cfg)``."""
     from sagemaker.core.helper.session_helper import Session
@@ -211,6 +238,7 @@ def launch(cfg: LaunchConfig, *, wait: bool, check_quotas: bool = True, quota_cl
         require_quota(sq, cfg.region, cfg.instance_type, "training", cfg.instance_count)
         if cfg.spot:
             require_quota(sq, cfg.region, cfg.instance_type, "spot-training", cfg.instance_count)
+    upload_inputs(cfg, session.client("s3"))
     trainer, inputs = model_trainer(cfg, session)
     # ModelTrainer names the job itself (base_job_name + timestamp); pin ours so that the printed request,
     # the checkpoint prefix and the job agree.

@@ -133,3 +133,36 @@ def test_launch_needs_a_role():
     cfg = LaunchConfig(image_uri=IMAGE, train="s3://geo-bkt/t", output="s3://geo-bkt/o")
     with pytest.raises(UserError, match="--role"):
         launch(cfg, wait=False)
+
+
+def test_local_channels_are_uploaded_to_the_job_prefix(aws_env, monkeypatch, tmp_path):
+    import boto3
+
+    from sft.sample_data import write_examples
+
+    monkeypatch.setenv("SAGEMAKER_VALIDATE_ROLE", "false")
+    boto3.client("s3", region_name="us-west-2").create_bucket(
+        Bucket="geo-upload", CreateBucketConfiguration={"LocationConstraint": "us-west-2"})  # fmt: skip
+    train = write_examples(tmp_path / "train.jsonl", 3)
+    val_dir = tmp_path / "val"
+    val_dir.mkdir()
+    write_examples(val_dir / "validation.jsonl", 2, seed=3)
+    cfg = LaunchConfig(image_uri=IMAGE, role=ROLE, train=str(train), validation=str(val_dir),
+                       output="s3://geo-upload/runs", job_name="sft-upload-1")  # fmt: skip
+    # The dry-run request already names where the files will go; nothing is uploaded by building it.
+    req = build_training_request(cfg)
+    uris = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in req["InputDataConfig"]}
+    assert uris == {"train": "s3://geo-upload/runs/sft-upload-1/input/train",
+                    "validation": "s3://geo-upload/runs/sft-upload-1/input/validation"}  # fmt: skip
+    s3 = boto3.client("s3", region_name="us-west-2")
+    assert s3.list_objects_v2(Bucket="geo-upload").get("KeyCount") == 0
+    launch(cfg, wait=False, check_quotas=False)
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket="geo-upload")["Contents"]}
+    assert keys == {"runs/sft-upload-1/input/train/train.jsonl", "runs/sft-upload-1/input/validation/validation.jsonl"}
+    body = s3.get_object(Bucket="geo-upload", Key="runs/sft-upload-1/input/train/train.jsonl")["Body"].read()
+    assert body == train.read_bytes()
+
+
+def test_missing_local_channel_is_a_clear_error(tmp_path):
+    with pytest.raises(UserError, match="no such file or directory"):
+        LaunchConfig(image_uri=IMAGE, train=str(tmp_path / "nope.jsonl"), output="s3://geo-bkt/o")

@@ -31,6 +31,10 @@ COPY container/ /opt/geocomply/bin/
 # Ahead of anything the base ships under the same names (the DLC has its own `train`/`serve`).
 ENV PATH=/opt/geocomply/bin:${PATH}
 WORKDIR /opt/ml
+# The DLC's ENTRYPOINT (bash start_with_right_hostname.sh) runs `train` as a child of bash, which does not
+# forward SIGTERM; clear it so `train`/`serve` are PID 1. (Its hostname shim only matters for multi-node
+# jobs whose libraries resolve the host name; this image trains on one instance.)
+ENTRYPOINT []
 # Exec form: `train` runs as PID 1 (no shell in between), so SIGTERM (spot interruption, StopTrainingJob)
 # reaches Python, which checkpoints and exits. SageMaker training (and SDK v3 local mode) passes no command; hosting passes `serve`.
 CMD ["train"]

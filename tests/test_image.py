@@ -46,9 +46,11 @@ def test_entry_points_come_first_on_path(image):
                          capture_output=True, text=True, timeout=120)  # fmt: skip
     assert res.returncode == 0, res.stderr
     assert res.stdout.splitlines()[:2] == ["/opt/geocomply/bin/train", "/opt/geocomply/bin/serve"]
-    # CMD is exec-form `train` (SageMaker training passes no command).
-    cmd = subprocess.check_output(["docker", "image", "inspect", "-f", "{{json .Config.Cmd}}", image], text=True)
-    assert json.loads(cmd) == ["train"]
+    # CMD is exec-form `train` (SDK local mode passes no command) and nothing wraps it (no ENTRYPOINT shell
+    # that would swallow SIGTERM).
+    config = json.loads(subprocess.check_output(["docker", "image", "inspect", "-f", "{{json .Config}}", image]))
+    assert config["Cmd"] == ["train"]
+    assert not config.get("Entrypoint")
 
 
 @docker

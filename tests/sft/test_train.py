@@ -74,9 +74,12 @@ def test_train_learns_saves_reloads_and_generates(tmp_path, tiny_model_dir):
     from sft.train import run_training
 
     val = write_examples(tmp_path / "val.jsonl", 4, seed=9)
+    index = tmp_path / "index"
+    (index / "shards").mkdir(parents=True)
+    (index / "shards" / "bm25.json").write_text("{}")
     cfg = _cfg(tmp_path, tiny_model_dir, data=str(write_examples(tmp_path / "t4.jsonl", 4, seed=1)),
                validation=str(val), max_steps=12, learning_rate=5e-2, warmup_ratio=0.0, eval_sample=2,
-               max_new_tokens=8, save_steps=6, lora_dropout=0.0)
+               max_new_tokens=8, save_steps=6, lora_dropout=0.0, merge=True, index=str(index))
     metrics = run_training(cfg)
     losses = [x["loss"] for x in metrics["train_loss"]]
     # The same 4 examples every step, no dropout: only learning lowers the loss. (The fixture's logits are
@@ -97,7 +100,13 @@ def test_train_learns_saves_reloads_and_generates(tmp_path, tiny_model_dir):
     budget = json.loads((out / "budget.json").read_text())["train"]
     assert budget["fit"] + budget["trimmed"] == 4 and budget["max_length"] == 512
 
+    assert (out / "index" / "shards" / "bm25.json").is_file()  # shipped for serving
+    merged, _ = load_model_and_tokenizer(out / "merged")  # full weights, no adapter needed
+    assert not type(merged).__name__.startswith("Peft")
     model, tok = load_model_and_tokenizer(out)
+    ids = tok("### Response:\n", return_tensors="pt")["input_ids"]
+    with torch.no_grad():  # merged weights compute what base + adapter compute
+        assert torch.allclose(merged(ids).logits, model(ids).logits, atol=1e-4)
     assert type(model).__name__.startswith("Peft")
     ex = make_examples(1)[0]
     enc = tok(render_prompt(ex.instruction, ex.input), return_tensors="pt")

@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from data_prep.context import TOP_K
 from sft.console import new_app, run_app
 
 app = new_app("Train, evaluate, predict with and serve a geo-compliance model.")
@@ -93,7 +94,7 @@ def predict(
         str | None, typer.Option(envvar="KENDRA_INDEX_ID", help="Kendra index id for --retriever kendra.")
     ] = None,
     glossary: Annotated[Path | None, typer.Option(help="Glossary CSV (term,definition) for internal jargon.")] = None,
-    k: Annotated[int, typer.Option(help="Law context items per feature.")] = 5,
+    k: Annotated[int, typer.Option(help="Law context items per feature (as in the training data).")] = TOP_K,
     batch_size: Annotated[int, typer.Option(help="Features per forward pass.")] = 8,
 ) -> None:
     """Flag features with an audit trail; resumable (ids already in OUT.jsonl are skipped)."""

@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from data_prep.context import SEARCH_K, TOP_K, select_context
 from sft.contract import ContractError, Feature, LawContext, iter_jsonl
 from sft.errors import UserError
 from sft.files import atomic_open, read_jsonl_ids
@@ -40,8 +41,8 @@ class PredictConfig:
     index_dir: Path | None = None
     kendra_index_id: str | None = None
     glossary: Path | None = None
-    k: int = 5
-    """Law context items retrieved per feature."""
+    k: int = TOP_K
+    """Law context items per feature (the same rule and default as the training data: one law, top k)."""
     batch_size: int = 8
 
     def __post_init__(self) -> None:
@@ -125,10 +126,14 @@ def open_feature_retriever(kind: str, model_dir: str | Path | None, index_dir: P
     return open_retriever("kendra", kendra_index_id=kendra_index_id)
 
 
-def contexts_for(retriever: Any | None, feature: Feature, notes: dict[str, str], k: int) -> list[LawContext]:
+def contexts_for(
+    retriever: Any | None, feature: Feature, notes: dict[str, str], k: int = TOP_K
+) -> list[LawContext]:
+    """Retrieve and shape law context exactly as ``geoprep build`` does for training prompts."""
     if retriever is None or k == 0:
         return []
-    return list(retriever.search(retrieval_query(feature, notes), k=k))
+    hits = retriever.search(retrieval_query(feature, notes), k=max(SEARCH_K, k))
+    return select_context(hits, top_k=k)
 
 
 def answer_row(feature: Feature, pred: Any, context: Sequence[LawContext], model_id: str) -> dict[str, Any]:

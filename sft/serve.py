@@ -163,7 +163,7 @@ def predict_items(state: ServerState, items: list[Any]) -> list[dict[str, Any]]:
     batch = []
     for feature, context, glossary in items:
         if context is None:
-            context = contexts_for(state.retriever, feature, glossary or {}, 5)
+            context = contexts_for(state.retriever, feature, glossary or {})
         batch.append((feature, context, glossary))
     rows = []
     for (feature, _, _), res in zip(batch, state.predictor.predict(batch), strict=True):

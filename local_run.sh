@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # geocomply: one command from a fresh clone to results.
 #
-#   ./local_run.sh           set up .venv, then run the main job on the bundled sample corpus
+#   ./local_run.sh [--full] [--max-steps N] [--image TAG]
+#                            set up .venv, then run the main job on the bundled sample corpus:
+#                            geoprep -> train (demo model) -> eval -> predict -> summary (runs/demo)
 #   ./local_run.sh test      set up .venv, then run the test suite (what CI runs)
 #   ./local_run.sh setup     only create/refresh .venv
 #   ./local_run.sh image [--base offline|dlc]       build the SageMaker image (offline: nothing pulled)
@@ -44,13 +46,10 @@ run_tests() {
 }
 
 main_job() {
-  local out=${OUT:-runs/demo}
-  mkdir -p "$out"
-  say "main job on the bundled sample corpus -> $out"
-  "$VENV/bin/geoprep" glossary examples/corpus/glossary/terminology.csv \
-    "PF default-off for ASL users in ShadowMode; Jellybean parental controls" | tee "$out/glossary_notes.txt"
-  say "data prep: law PDFs -> grounded, QC'd train/validation JSONL -> $out/data"
-  "$VENV/bin/geoprep" pipeline examples/corpus --out "$out/data" --tokenizer demo
+  # prep -> train (the image's entry point; in the image via SageMaker local mode with --image TAG when
+  # Docker answers) -> eval -> predict -> summary. Each step reuses its output on a second run.
+  say "main job on the bundled sample corpus -> ${OUT:-runs/demo} (about 20 minutes on 2 CPU cores)"
+  "$VENV/bin/python" -m sft.mainjob --out "${OUT:-runs/demo}" "$@"
 }
 
 # The container path (see README "Container image and SageMaker"); without Docker, local-mode says so and
@@ -81,12 +80,13 @@ local_mode_cmd() {
 }
 
 cmd=${1:-run}
+case "$cmd" in -h|--help) ;; -*) set -- run "$@"; cmd=run ;; esac
 case "$cmd" in
   image) shift; setup_env; image_cmd "$@"; say "built $IMAGE_TAG" ;;
   local-mode) shift; setup_env; local_mode_cmd "$@" ;;
   setup) setup_env ;;
   test) shift; setup_env; run_tests "$@" ;;
-  run) setup_env; main_job ;;
-  -h|--help|help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' ;;
+  run) shift; setup_env; main_job "$@" ;;
+  -h|--help|help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' ;;
   *) echo "local_run.sh: error: unknown command '$cmd' (try --help)" >&2; exit 2 ;;
 esac

@@ -1,0 +1,60 @@
+"""The README's first command, end to end on the real demo model with a reduced budget (issue: main job)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+
+def test_local_run_main_job_produces_every_artefact(tmp_path):
+    features = tmp_path / "features.csv"
+    rows = (REPO / "examples" / "features.csv").read_text().splitlines()
+    features.write_text("\n".join(rows[:4]) + "\n")  # header + 3 feature specs
+    out = tmp_path / "run"
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    # Reuse the environment this test runs in (local_run.sh reinstalls only when pyproject.toml changed).
+    env.update(OUT=str(out), VENV=str(Path(sys.executable).parent.parent))
+    cmd = ["./local_run.sh", "--max-steps", "2", "--eval-limit", "4", "--features", str(features)]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=1500)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    data, model = out / "data", out / "job" / "model"
+    for path in (data / "train.jsonl", data / "validation.jsonl", data / "qc_report.json", data / "qc_report.md"):
+        assert path.is_file() and path.stat().st_size > 0, path
+    for name in ("adapter_model.safetensors", "adapter_config.json", "train_config.json", "metrics.json", "budget.json"):
+        assert (model / name).is_file(), name
+    assert (model / "index").is_dir()  # the law index ships with the model for serving
+    assert json.loads((model / "adapter_config.json").read_text())["base_model_name_or_path"] == "demo"
+
+    result = json.loads((out / "eval" / "eval.json").read_text())
+    assert result["n"] == 4
+    assert set(result["runs"]) >= {"model", "majority", "keyword"}
+    for run in result["runs"].values():
+        for key in ("json_valid_rate", "accuracy", "macro_f1", "per_class", "confusion", "law_accuracy",
+                    "citation_grounding_rate", "abstention_rate"):
+            assert key in run, key
+    assert result["runs"]["model"]["json_valid_rate"] == 1.0  # constrained decoding: always valid
+    assert (out / "eval" / "report.md").is_file() and (out / "eval" / "confusion.png").stat().st_size > 1000
+
+    preds = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert [p["id"] for p in preds] == ["F-101", "F-102", "F-103"]
+    assert all(p["flag"] in ("Needs Geo-Compliance", "No Geo-Compliance Needed", "Not Enough Information") for p in preds)
+    assert (out / "predictions.csv").is_file()
+    summary = (out / "summary.md").read_text()
+    assert "macro-F1" in summary and "keyword" in summary
+    assert "macro-F1" in proc.stdout  # the summary table is printed
+
+    # A second run reuses everything: no training, no evaluation, nothing predicted twice.
+    again = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "train: already done" in again.stderr and "eval: already done" in again.stderr
+    assert len((out / "predictions.jsonl").read_text().splitlines()) == 3

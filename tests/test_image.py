@@ -98,3 +98,44 @@ def test_direct_mode_runs_the_same_job_through_the_entry_points_without_docker(t
     answer = json.loads(res.stdout.split("/invocations -> ", 1)[1].splitlines()[0])
     assert answer["id"] == "f1" and answer["compliance_flag"] in {
         "Needs Geo-Compliance", "No Geo-Compliance Needed", "Not Enough Information"}  # fmt: skip
+
+
+def container_logs(cid: str) -> str:
+    res = subprocess.run(["docker", "logs", cid], capture_output=True, text=True)
+    return res.stdout + res.stderr
+
+
+@docker
+@pytest.mark.slow
+def test_docker_stop_reaches_python_which_checkpoints(image, tmp_path):
+    """`docker stop` (what a spot reclaim or StopTrainingJob does) sends SIGTERM to `train` itself."""
+    import time
+
+    from sft.sample_data import write_examples
+    from sft.testing import build_tiny_model
+
+    opt = tmp_path / "opt_ml"
+    for d in ("input/config", "input/data/train", "input/data/model"):
+        (opt / d).mkdir(parents=True)
+    write_examples(opt / "input" / "data" / "train" / "train.jsonl", 8)
+    build_tiny_model(opt / "input" / "data" / "model")
+    hp = {"model": "/opt/ml/input/data/model", "max_steps": "100000", "batch_size": "1", "max_length": "256",
+          "logging_steps": "1", "eval_sample": "0"}  # fmt: skip
+    (opt / "input" / "config" / "hyperparameters.json").write_text(json.dumps(hp))
+    cid = subprocess.check_output(["docker", "run", "-d", "--network", "none", "-v", f"{opt}:/opt/ml", image],
+                                  text=True).strip()  # fmt: skip
+    try:
+        deadline = time.monotonic() + 240
+        while "'loss'" not in container_logs(cid):
+            state = subprocess.check_output(["docker", "inspect", "-f", "{{.State.Running}}", cid], text=True)
+            assert state.strip() == "true", container_logs(cid)[-3000:]
+            assert time.monotonic() < deadline, "training never logged a step"
+            time.sleep(1)
+        subprocess.run(["docker", "stop", "-t", "60", cid], check=True, capture_output=True)
+        code = int(subprocess.check_output(["docker", "inspect", "-f", "{{.State.ExitCode}}", cid], text=True))
+        logs = container_logs(cid)
+    finally:
+        subprocess.run(["docker", "rm", "-f", cid], capture_output=True)
+    assert code != 137, "SIGTERM was not handled: docker had to SIGKILL the container"
+    assert "SIGTERM" in logs
+    assert any((opt / "checkpoints").glob("checkpoint-*")), sorted(p.name for p in opt.rglob("*"))[:20]

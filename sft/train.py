@@ -135,6 +135,68 @@ def lora_config(config: TrainConfig) -> Any:
     )
 
 
+# Config fields that change the logits after the LM head projection (Gemma softcapping, Granite/Cohere scaling...):
+# models with any of them keep TRL's head, which implements them.
+_LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "output_multiplier", "lm_head_multiplier",
+                     "logits_scaling")
+
+
+def score_answer_positions_only(model: Any) -> bool:
+    """Make the training loss project only the answer positions through the LM head, on devices without Triton.
+
+    TRL's SFTTrainer patches the model's forward with a fused LM head (``fused_lm_head=True``) that scores only the
+    positions whose next-token label is not -100 when Triton is there (CUDA). Elsewhere it scores every position,
+    in chunks, to keep tile shapes static for compilers: on CPU that means the [tokens x vocab] projection, three
+    times (forward, recomputed tile, input gradient), for a prompt that is ~85% of each example and has no loss.
+    Here, on CPU, the forward runs the backbone once, gathers the labelled positions, and takes a dense log-softmax
+    over just those rows (a few hundred per batch, so the dense logits are small and beat the chunked fold ~2x).
+    It returns TRL's own output type with the same per-token fields, so TRL's ``compute_loss`` (mean over answer
+    tokens, ``num_items_in_batch`` for gradient accumulation and DDP, entropy / token-accuracy metrics, eval loss)
+    is unchanged, and the call still goes through PEFT and the DDP wrapper, so gradients are synchronised.
+    Returns whether it was installed.
+    """
+    import functools
+    import types
+
+    import torch
+    from trl.kernels.chunked_logprob import _use_triton
+    from trl.trainer.utils import FusedCausalLMOutput
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    text_config = base.config.get_text_config()
+    if _use_triton(base.device) or any(getattr(text_config, f, None) is not None for f in _LOGIT_TRANSFORMS) \
+            or getattr(text_config, "output_router_logits", False):
+        return False  # TRL's head: already answer-only (Triton), or a logit transform / MoE aux loss to apply
+    trl_forward = base.forward
+
+    @functools.wraps(type(base).forward)  # generate() validates its kwargs against this signature
+    def forward(self, *args, fused_lm_head=False, labels=None, shift_labels=None, num_items_in_batch=None, **kwargs):
+        if not fused_lm_head or shift_labels is not None or labels is None:
+            return trl_forward(*args, fused_lm_head=fused_lm_head, labels=labels, shift_labels=shift_labels,
+                               num_items_in_batch=num_items_in_batch, **kwargs)
+        kwargs["use_cache"] = False
+        hidden = self.base_model(*args, **kwargs).last_hidden_state[:, :-1]
+        targets = labels[:, 1:].to(hidden.device)
+        mask = targets != -100
+        log_probs_all = self.get_output_embeddings()(hidden[mask]).float().log_softmax(-1)
+        answer = targets[mask]
+        log_probs = log_probs_all.gather(-1, answer[:, None]).squeeze(-1)
+        with torch.no_grad():  # metrics only
+            entropy = -(log_probs_all.exp() * log_probs_all).sum(-1)
+            is_top1 = log_probs_all.argmax(-1) == answer
+
+        def full(x: Any) -> Any:  # back to [batch, seq-1], zero where there is no label, like TRL's output
+            return x.new_zeros(mask.shape).masked_scatter(mask, x)
+
+        log_probs = full(log_probs)
+        loss = -log_probs.sum() / (mask.sum().clamp(min=1) if num_items_in_batch is None else num_items_in_batch)
+        return FusedCausalLMOutput(loss=loss, log_probs=log_probs, entropy=full(entropy), is_top1=full(is_top1),
+                                   label_mask=mask)
+
+    base.forward = types.MethodType(forward, base)
+    return True
+
+
 def uses_flash_attention(model: Any) -> bool:
     return "flash" in str(getattr(model.config, "_attn_implementation", "") or "")
 
@@ -299,6 +361,7 @@ def build_trainer(config: TrainConfig, run: RunState | None = None) -> Prepared:
         peft_config=lora_config(config),
         callbacks=make_callbacks(config, val.examples if val else [], run),
     )
+    score_answer_positions_only(trainer.model)
     log_plan(config, trainer, device, checkpointing, padding_free)
     return Prepared(trainer, tokenizer, budget, config.model, device, run, checkpoint_dir)
 

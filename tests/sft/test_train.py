@@ -51,6 +51,46 @@ def test_masking_on_collated_batch(tmp_path, tiny_model_dir):
     assert batch["input_ids"].shape[1] == max(len(row["input_ids"]), len(trainer.train_dataset[1]["input_ids"]))
 
 
+def test_answer_only_lm_head_matches_standard_loss_and_gradients(tmp_path, tiny_model_dir):
+    """The training loss projects only the answer positions through the LM head, and is still exactly the
+    standard causal-LM loss (mean over answer tokens) with the same gradients on the LoRA weights."""
+    import torch
+
+    from sft.train import build_trainer
+
+    prep = build_trainer(_cfg(tmp_path, tiny_model_dir, lora_dropout=0.0))
+    trainer = prep.trainer
+    model = trainer.model
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
+    n_answer = int((batch["labels"][:, 1:] != -100).sum())
+    assert 0 < n_answer < batch["labels"][:, 1:].numel() // 2  # the prompt dominates: most positions unlabelled
+    lora = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    assert lora and all("lora_" in n for n in lora)
+    with torch.no_grad():  # LoRA B starts at zero; make the adapter non-trivial so its gradients are informative
+        for p in (p for n, p in lora.items() if "lora_B" in n):
+            p.normal_(0, 0.5)
+
+    head_rows = []
+    hook = model.get_output_embeddings().register_forward_hook(lambda m, i, o: head_rows.append(i[0].shape[:-1]))
+    model.train()
+    ours = trainer.compute_loss(model, dict(batch))
+    ours.backward()
+    ours_grads = {n: p.grad.clone() for n, p in lora.items()}
+    model.zero_grad()
+    assert head_rows == [torch.Size([n_answer])]  # only the answer positions reached the LM head
+
+    standard = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
+    hook.remove()
+    assert standard.logits.shape[:2] == batch["input_ids"].shape  # the standard path: every position
+    standard.loss.backward()
+    assert abs(ours.item() - standard.loss.item()) < 1e-5
+    assert any(g.abs().sum() > 0 for n, g in ours_grads.items() if "lora_A" in n)
+    assert all(g.abs().sum() > 0 for n, g in ours_grads.items() if "lora_B" in n)
+    for n, p in lora.items():
+        torch.testing.assert_close(ours_grads[n], p.grad, rtol=1e-4, atol=1e-6, msg=n)
+    assert trainer._metrics["train"]["mean_token_accuracy"]  # TRL's metrics still logged from our outputs
+
+
 def test_overlong_example_keeps_full_response(tmp_path, tiny_model_dir):
     from sft.data import prepare_split
     from sft.models import load_model_and_tokenizer

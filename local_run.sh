@@ -86,7 +86,7 @@ case "$cmd" in
   local-mode) shift; setup_env; local_mode_cmd "$@" ;;
   setup) setup_env ;;
   test) shift; setup_env; run_tests "$@" ;;
-  run) shift; setup_env; main_job "$@" ;;
+  run) [ $# -eq 0 ] || shift; setup_env; main_job "$@" ;;
   -h|--help|help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' ;;
   *) echo "local_run.sh: error: unknown command '$cmd' (try --help)" >&2; exit 2 ;;
 esac

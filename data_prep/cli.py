@@ -99,11 +99,13 @@ def search(
 def mine(
     chunks: Annotated[Path, typer.Argument(help="Chunks JSONL from geoprep extract.")],
     out: Annotated[Path, typer.Option(help="Obligations JSONL to write.")] = Path("obligations.jsonl"),
+    registry: Annotated[Path | None, typer.Option(
+        help="Extra law registry YAML; a law's 'topics' limit what it can ground (none listed: all).")] = None,
 ) -> None:
     """Mine obligations (shall/must/may not ... about online services) from law chunks, tagged by topic."""
     from data_prep.prep_cli import mine_command
 
-    mine_command(chunks, out)
+    mine_command(chunks, out, registry)
 
 
 @app.command()

@@ -139,6 +139,47 @@ TEMPLATES: dict[str, list[tuple[str, str]]] = {
          "Rewrite terms and conditions for {where} in plain language, including content restrictions and "
          "moderation tools."),
     ],
+    "ai_transparency": [
+        ("'You are chatting with an AI' banner for {where}",
+         "The support chatbot and AI companion show a clear notice that users in {where} are talking to an AI "
+         "system; GH gates the banner by region, EchoTrace logs each display."),
+        ("Synthetic media watermark for AI effects ({where})",
+         "AI-generated images and videos from AR effects carry a machine-readable watermark and an "
+         "'AI-generated' label for users in {where}; CDS checks the mark on upload."),
+        ("Deepfake disclosure label in {where}",
+         "Uploads in {where} that CDS flags as AI-manipulated faces or voices get a visible 'altered or "
+         "synthetic' label; ShadowMode first to tune the classifier."),
+    ],
+    "ai_manipulation": [
+        ("Block age-exploiting AI nudges for minors in {where}",
+         "The AI engagement optimiser in PF may not use signals that exploit the age of ASL-flagged minors in "
+         "{where} (no urgency prompts or dark-pattern nudges); LCP review via Redline."),
+        ("Manipulative-technique guardrail for the AI assistant ({where})",
+         "Guardrail model blocks subliminal or deceptive persuasion by the AI assistant for users in {where}; "
+         "EchoTrace audits blocked replies."),
+    ],
+    "gatekeeper_data_combination": [
+        ("Consent gate before combining Stories and Shopping data in {where}",
+         "Personal data from Stories and the Shopping tab is only combined for ads profiles of users in {where} "
+         "after an explicit consent choice; Spanner rule enforces the split, T5 data never crosses."),
+        ("No auto sign-in across our apps without consent ({where})",
+         "Stop signing users in {where} into our other apps automatically to merge profiles; a consent screen "
+         "with an equal 'no' option comes first. Rollout via GH."),
+        ("Third-party site data out of the ads stack for {where}",
+         "The ads stack stops using personal data from third-party sites using our SDK for ads to users in "
+         "{where} unless they consented; EchoTrace verifies routing."),
+    ],
+    "gatekeeper_choice": [
+        ("Uninstallable preinstalled apps on our OS ({where})",
+         "Let users in {where} uninstall every preinstalled app except core system ones; GH enables the "
+         "uninstall option by region."),
+        ("Default browser and search choice screen in {where}",
+         "On first use, users in {where} pick their default browser and search engine from a choice screen; "
+         "they can change defaults later in settings. Spanner tracks the choice."),
+        ("Third-party app store as default ({where})",
+         "Allow users in {where} to set a downloaded third-party app store as default and switch back easily; "
+         "ShadowMode first to measure install flows."),
+    ],
     "risk_assessment": [
         ("Systemic risk assessment before PF launch in {where}",
          "Before launching the new PF ranking in {where}, run a risk assessment on minors and civic "
@@ -160,6 +201,10 @@ TOPIC_PHRASES = {
     "notice_and_action": "notice-and-action on illegal content",
     "transparency_reporting": "transparency and terms of service",
     "risk_assessment": "systemic risk assessment and audit",
+    "ai_transparency": "transparency about AI interactions and AI-generated content",
+    "ai_manipulation": "the ban on manipulative AI that exploits age-related vulnerabilities",
+    "gatekeeper_data_combination": "consent before a gatekeeper combines personal data across services",
+    "gatekeeper_choice": "uninstalling apps and changing defaults on a gatekeeper's platform",
 }
 
 AMBIGUOUS_TEMPLATES = [

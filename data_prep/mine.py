@@ -7,6 +7,11 @@ citation and jurisdiction, so every feature generated from it can be grounded in
 Rule based on purpose: it is deterministic, explainable in review, and good enough to seed training data.
 Its precision matters more than its recall (a wrong obligation yields a wrongly labelled example), so a
 sentence needs both a deontic marker and a topic keyword; sentences about no known topic are skipped.
+
+Each law in the registry declares the topics it can ground (``topics:`` in laws.yaml). A sentence whose best
+topic is not one of its law's topics is skipped and counted (``stats["topic_not_allowed"]``): keyword hits
+alone would otherwise ground, say, an erasure feature in an AI Act risk-management clause. A law without
+``topics`` (or one missing from the registry) allows every topic.
 """
 
 from __future__ import annotations
@@ -16,11 +21,15 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from sft.contract import ContractError, LawContext, iter_jsonl
 from sft.files import write_jsonl_atomic
+
+if TYPE_CHECKING:
+    from data_prep.registry import Registry
 
 # Deontic markers: obligations ("shall", "must", "is required to"), prohibitions ("may not", "shall not",
 # "is prohibited from") and duties to ensure. "may" alone is permission, not an obligation: not matched.
@@ -33,6 +42,13 @@ DEONTIC = re.compile(
 # Topic -> keywords (regex fragments, matched case-insensitively). Order matters: the first topic with the
 # most hits wins ties, so specific topics come before broad ones.
 TOPICS: dict[str, tuple[str, ...]] = {
+    "ai_transparency": (r"interacting with an AI system", r"interact directly with natural persons", r"deep fake",
+                        r"artificially generated", r"synthetic audio", r"machine-readable format"),
+    "ai_manipulation": (r"subliminal", r"manipulative", r"exploits any of the vulnerabilities",
+                        r"materially distorting the behaviour"),
+    "gatekeeper_data_combination": (r"combine personal data", r"cross-use personal data",
+                                    r"sign in end users", r"personal data of end users using services of third"),
+    "gatekeeper_choice": (r"un-?install", r"default settings?", r"as their default", r"choice screen"),
     "csam_reporting": (r"child sexual abuse", r"cybertipline", r"apparent violation", r"child pornography",
                        r"sexual exploitation"),
     "time_of_day_limits": (r"10:30 p\.?m", r"6:30 a\.?m", r"between the hours", r"curfew", r"time of day",
@@ -57,7 +73,7 @@ _TOPIC_RES = {t: [re.compile(k, re.IGNORECASE) for k in kws] for t, kws in TOPIC
 # A sentence must be about an online service to become a training obligation.
 ONLINE = re.compile(
     r"\b(online|platform|social media|service|account|user|provider|interactive computer|website|app"
-    r"|application|internet|digital|controller|processor|recipient)s?\b",
+    r"|application|internet|digital|controller|processor|recipient|deployer)s?\b",
     re.IGNORECASE,
 )
 
@@ -107,9 +123,24 @@ def classify_topic(sentence: str) -> str | None:
     return best
 
 
-def mine_chunk(chunk: LawContext) -> list[Obligation]:
+def _candidates(snippet: str) -> Iterable[str]:
+    """Sentences, with a list's lead-in ("X shall not do any of the following:") prefixed to each of its
+    items ("(b) combine personal data ..."), so an enumerated duty keeps its deontic marker and subject."""
+    lead = None
+    for sentence in split_sentences(snippet):
+        if lead and sentence.startswith("(") and not DEONTIC.search(sentence):
+            yield f"{lead} {sentence}"
+            continue
+        lead = sentence if sentence.endswith(":") and DEONTIC.search(sentence) else None
+        yield sentence
+
+
+def mine_chunk(chunk: LawContext, allowed: frozenset[str] | None = None,
+               stats: Counter | None = None) -> list[Obligation]:
+    """Obligations in ``chunk`` whose topic is in ``allowed`` (None: any topic); skips are counted in
+    ``stats``."""
     found: list[Obligation] = []
-    for sentence in split_sentences(chunk.snippet):
+    for sentence in _candidates(chunk.snippet):
         if not (MIN_CHARS <= len(sentence) <= MAX_CHARS):
             continue
         marker = DEONTIC.search(sentence)
@@ -119,6 +150,11 @@ def mine_chunk(chunk: LawContext) -> list[Obligation]:
             continue
         topic = classify_topic(sentence)
         if topic is None:
+            continue
+        if allowed is not None and topic not in allowed:
+            if stats is not None:
+                stats["topic_not_allowed"] += 1
+                stats[f"topic_not_allowed:{chunk.law_id}"] += 1
             continue
         digest = hashlib.sha1(sentence.encode("utf-8")).hexdigest()[:8]
         found.append(
@@ -130,12 +166,22 @@ def mine_chunk(chunk: LawContext) -> list[Obligation]:
     return found
 
 
-def mine(chunks: Iterable[LawContext]) -> list[Obligation]:
-    """All obligations in ``chunks``, without duplicates (same id), in chunk order."""
+def mine(chunks: Iterable[LawContext], registry: Registry | None = None,
+         stats: Counter | None = None) -> list[Obligation]:
+    """All obligations in ``chunks``, without duplicates (same id), in chunk order.
+
+    Topics are limited to those each law declares in ``registry`` (default: the bundled one); pass a
+    ``Counter`` as ``stats`` to get the number of sentences skipped for a topic their law does not allow.
+    """
+    from data_prep.registry import load_registry
+
+    registry = registry if registry is not None else load_registry()
     seen: set[str] = set()
     out: list[Obligation] = []
     for chunk in chunks:
-        for ob in mine_chunk(chunk):
+        entry = registry.entries.get(chunk.law_id)
+        allowed = frozenset(entry.topics) if entry is not None and entry.topics is not None else None
+        for ob in mine_chunk(chunk, allowed, stats):
             if ob.id not in seen:
                 seen.add(ob.id)
                 out.append(ob)
@@ -157,9 +203,14 @@ def read_obligations(path: str | Path) -> list[Obligation]:
     return out
 
 
-def summary(obligations: Iterable[Obligation]) -> dict[str, dict[str, int]]:
+def summary(obligations: Iterable[Obligation], stats: Counter | None = None) -> dict[str, dict[str, int]]:
+    """Obligations by law and topic, plus (given ``mine``'s ``stats``) sentences skipped by law because
+    their topic is not one the law declares."""
     obs = list(obligations)
+    prefix = "topic_not_allowed:"
+    skipped = {k.removeprefix(prefix): v for k, v in (stats or Counter()).most_common() if k.startswith(prefix)}
     return {
         "by_law": dict(Counter(o.law_id for o in obs).most_common()),
         "by_topic": dict(Counter(o.topic for o in obs).most_common()),
+        "skipped_topic_not_allowed": skipped,
     }

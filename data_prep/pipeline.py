@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from data_prep.build import BuildConfig, BuildResult, build, write_outputs
 from data_prep.features import generate, import_features, read_features, write_features
 from data_prep.glossary import Glossary
 from data_prep.mine import mine, read_obligations, write_obligations
+from data_prep.registry import load_registry
 from sft.errors import UserError
 from sft.files import write_json_atomic
 
@@ -124,8 +126,17 @@ def run_pipeline(
 
         ran["index"] = stages.run("index", [chunks_stamp], [index_dir],
                                   lambda: build_local_index(chunks_path, index_dir))
-    ran["mine"] = stages.run("mine", [chunks_stamp], [obligations_path],
-                             lambda: write_obligations(obligations_path, mine(read_chunks(chunks_path))))
+    registry = load_registry(cfg.registry)
+    # The laws' allowed topics are part of the key: editing them in a registry re-mines.
+    topics_key = json.dumps({e.law_id: e.topics for e in registry}, sort_keys=True)
+
+    def _mine() -> None:
+        stats: Counter = Counter()
+        n = write_obligations(obligations_path, mine(read_chunks(chunks_path), registry, stats))
+        log.info("mine: %d obligations; %d sentences skipped (topic not allowed for their law)", n,
+                 stats["topic_not_allowed"])
+
+    ran["mine"] = stages.run("mine", [chunks_stamp, topics_key], [obligations_path], _mine)
     obligations_stamp = file_digest(obligations_path)
 
     def _features() -> None:

@@ -12,16 +12,21 @@ from data_prep.build import BuildConfig, BuildResult, report_table
 from sft.console import setup_logging
 
 
-def mine_command(chunks: Path, out: Path) -> None:
+def mine_command(chunks: Path, out: Path, registry: Path | None = None) -> None:
+    from collections import Counter
+
     from data_prep.chunks import read_chunks
     from data_prep.mine import mine, summary, write_obligations
+    from data_prep.registry import load_registry
 
-    obligations = mine(read_chunks(chunks))
+    stats: Counter = Counter()
+    obligations = mine(read_chunks(chunks), load_registry(registry), stats)
     n = write_obligations(out, obligations)
-    s = summary(obligations)
+    s = summary(obligations, stats)
     typer.echo(f"{n} obligations -> {out}")
     typer.echo("by law:   " + json.dumps(s["by_law"]))
     typer.echo("by topic: " + json.dumps(s["by_topic"]))
+    typer.echo("skipped, topic not allowed for the law: " + json.dumps(s["skipped_topic_not_allowed"]))
 
 
 def features_command(obligations: Path, out: Path, per_law: int | None, per_obligation: int, seed: int) -> None:

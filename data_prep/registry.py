@@ -31,6 +31,8 @@ class LawEntry:
     uri: str | None = None
     unit_regex: str | None = None  # us style: a line that starts a codified section, group 1 = number
     stop_regex: str | None = None  # a line that ends the current unit (bill section headers, notes)
+    # Topics (data_prep.mine.TOPICS) this law can ground; None = every topic (a user entry without the key).
+    topics: tuple[str, ...] | None = None
     where: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -43,6 +45,12 @@ class LawEntry:
             raise UserError(f"{where}: citation {self.citation!r} must contain {{unit}}")
         if self.style == "us" and not self.unit_regex:
             raise UserError(f"{where}: style 'us' needs unit_regex (the line that starts a section)")
+        if self.topics is not None:
+            from data_prep.mine import TOPICS
+
+            unknown = sorted(set(self.topics) - set(TOPICS))
+            if unknown or not self.topics:
+                raise UserError(f"{where}: topics {unknown or '[]'} unknown or empty; known: {', '.join(TOPICS)}")
         for key in ("unit_regex", "stop_regex"):
             value = getattr(self, key)
             if value:
@@ -79,7 +87,7 @@ class Registry:
 
 
 _FIELDS = {"law_id", "title", "jurisdiction", "citation", "style", "patterns", "date", "uri", "unit_regex",
-           "stop_regex"}
+           "stop_regex", "topics"}
 
 
 def _entries_from_file(path: Path) -> list[LawEntry]:
@@ -108,6 +116,10 @@ def _entries_from_file(path: Path) -> list[LawEntry]:
         values: dict[str, Any] = {k: (str(v) if k not in ("patterns",) and v is not None else v)
                                   for k, v in raw.items()}
         values["patterns"] = tuple(str(p) for p in raw.get("patterns") or ())
+        if raw.get("topics") is not None:
+            if not isinstance(raw["topics"], list):
+                raise UserError(f"{where}: topics must be a list of topic names")
+            values["topics"] = tuple(str(t) for t in raw["topics"])
         out.append(LawEntry(**values, where=f"{where} ({raw['law_id']})"))
     return out
 

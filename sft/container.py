@@ -70,6 +70,11 @@ def container_config(opt: OptMl) -> TrainConfig:
     model = model_channel(opt)
     if model:
         log.info("base model from the 'model' channel: %s (hyperparameter model=%s ignored)", model, config.model)
+        if "merge" not in hp:
+            # An endpoint has no 'model' channel: an adapter pointing at it could not be served. Ship merged
+            # weights unless the user said otherwise.
+            log.info("merge=true (the base came from a channel; the endpoint needs self-contained weights)")
+            config = config.replace(merge=True)
     index = opt.channel("index")
     return config.replace(
         data=channel_file(opt, "train", required=True),

@@ -113,3 +113,19 @@ def test_data_parallel_two_cpu_processes(tmp_path, tiny_model_dir):
     metrics = json.loads((root / "model" / "metrics.json").read_text())
     assert metrics["world_size"] == 2 and metrics["global_step"] == 2
     assert (root / "model" / "adapter_model.safetensors").is_file()
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, True), ("false", False), ("True", True)])
+def test_model_channel_ships_merged_weights_unless_told_otherwise(tmp_path, tiny_model_dir, given, expected):
+    """An endpoint has no 'model' channel: an adapter whose base lives there could not be served."""
+    import shutil
+
+    from sft.container import container_config
+    from sft.sagemaker_env import OptMl
+
+    hp = {"max_steps": "1"} if given is None else {"max_steps": "1", "merge": given}
+    root = _opt_ml(tmp_path / "ml", hp)
+    shutil.copytree(tiny_model_dir, root / "input" / "data" / "model" / "base")
+    config = container_config(OptMl(root))
+    assert config.model == str(root / "input" / "data" / "model" / "base")
+    assert config.merge is expected

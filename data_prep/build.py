@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from data_prep.context import SEARCH_K, SNIPPET_CHARS, TOP_K, cut_snippet, select_context
 from data_prep.features import (
     AMBIGUOUS,
     BUSINESS,
@@ -53,14 +54,14 @@ class Retriever(Protocol):
 
 @dataclass
 class BuildConfig:
-    top_k: int = field(default=3, metadata={"help": "Law snippets per example (most relevant first)."})
-    search_k: int = field(default=30, metadata={"help": "Hits fetched before the jurisdiction/law filters."})
+    top_k: int = field(default=TOP_K, metadata={"help": "Law snippets per example (most relevant first)."})
+    search_k: int = field(default=SEARCH_K, metadata={"help": "Hits fetched before the jurisdiction/law filters."})
     nei_share: float = field(default=0.30, metadata={"help": "Target share of 'Not Enough Information'."})
     nei_min: float = field(default=0.25, metadata={"help": "Lowest acceptable NEI share."})
     nei_max: float = field(default=0.35, metadata={"help": "Highest acceptable NEI share."})
     validation_fraction: float = field(default=0.15, metadata={"help": "Share of groups in validation."})
     near_dup_threshold: float = field(default=0.9, metadata={"help": "Jaccard of word 3-grams that counts as duplicate."})
-    snippet_chars: int = field(default=240, metadata={"help": "Snippets are cut to this many characters."})
+    snippet_chars: int = field(default=SNIPPET_CHARS, metadata={"help": "Snippets are cut to this many characters."})
     max_length: int | None = field(default=None, metadata={"help": "Token budget (needs a tokenizer); None: off."})
     seed: int = 0
 
@@ -106,13 +107,6 @@ def jurisdiction_applies(snippet: str, feature: str | None) -> bool:
     return feature == snippet or feature.startswith(snippet + "-")
 
 
-def _cut(chunk: LawContext, chars: int) -> LawContext:
-    if len(chunk.snippet) <= chars:
-        return chunk
-    cut = chunk.snippet[:chars].rsplit(" ", 1)[0]
-    return chunk.model_copy(update={"snippet": cut + " ..."})
-
-
 class ContextBuilder:
     def __init__(self, retriever: Retriever, chunks: dict[str, LawContext], config: BuildConfig, drops: Counter):
         self.retriever, self.chunks, self.config, self.drops = retriever, chunks, config, drops
@@ -147,16 +141,13 @@ class ContextBuilder:
                 return []
             self.injected += 1
             hits = [chunk, *hits][: self.config.top_k]
-        return [_cut(h, self.config.snippet_chars) for h in hits]
+        return [cut_snippet(h, self.config.snippet_chars) for h in hits]
 
     def best_law(self, spec: FeatureSpec, law_title: str | None = None) -> list[LawContext]:
         hits = self._search(spec)
         if law_title:
             hits = [h for h in hits if h.title.lower() == law_title.lower() or h.law_id == law_title]
-        if not hits:
-            return []
-        law_id = hits[0].law_id
-        return [_cut(h, self.config.snippet_chars) for h in hits if h.law_id == law_id][: self.config.top_k]
+        return select_context(hits, top_k=self.config.top_k, snippet_chars=self.config.snippet_chars)
 
 
 # ------------------------------------------------------------------------------------ assembling

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from sft.contract import LawContext
 
 TOP_K = 3  # law snippets per prompt; more = better recall, longer prompts (512-token budget)
-SEARCH_K = 10  # hits asked of the retriever before the one-law rule picks TOP_K of them
+SEARCH_K = 30  # hits asked of the retriever before the jurisdiction/one-law rules pick TOP_K of them
 SNIPPET_CHARS = 240  # snippets are cut (at a word) to this many characters
 
 

@@ -142,7 +142,7 @@ _LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "output_multiplie
 
 
 def score_answer_positions_only(model: Any) -> bool:
-    """Make the training loss project only the answer positions through the LM head, on devices without Triton.
+    """Make the training loss project only the answer positions through the LM head, on CPU.
 
     TRL's SFTTrainer patches the model's forward with a fused LM head (``fused_lm_head=True``) that scores only the
     positions whose next-token label is not -100 when Triton is there (CUDA). Elsewhere it scores every position,
@@ -159,14 +159,13 @@ def score_answer_positions_only(model: Any) -> bool:
     import types
 
     import torch
-    from trl.kernels.chunked_logprob import _use_triton
     from trl.trainer.utils import FusedCausalLMOutput
 
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     text_config = base.config.get_text_config()
-    if _use_triton(base.device) or any(getattr(text_config, f, None) is not None for f in _LOGIT_TRANSFORMS) \
+    if base.device.type != "cpu" or any(getattr(text_config, f, None) is not None for f in _LOGIT_TRANSFORMS) \
             or getattr(text_config, "output_router_logits", False):
-        return False  # TRL's head: already answer-only (Triton), or a logit transform / MoE aux loss to apply
+        return False  # TRL's head: answer-only already on CUDA (Triton), or a logit transform / MoE loss to apply
     trl_forward = base.forward
 
     @functools.wraps(type(base).forward)  # generate() validates its kwargs against this signature

@@ -344,6 +344,9 @@ def build_trainer(config: TrainConfig, run: RunState | None = None) -> Prepared:
         eval_steps=config.save_steps or None,
         save_steps=config.save_steps or 500,
         save_total_limit=config.save_total_limit or None,
+        # Validation needs the loss only: without this the Trainer gathers every eval batch's full
+        # [batch, seq, vocab] logits in memory (7.7 GB for 77 SmolLM2 examples at 512 tokens).
+        prediction_loss_only=True,
         load_best_model_at_end=has_val,
         metric_for_best_model="eval_loss" if has_val else None,
         greater_is_better=False,

@@ -49,6 +49,9 @@ def test_masking_on_collated_batch(tmp_path, tiny_model_dir):
     assert (batch["attention_mask"][0][: n_prompt + n_answer] == 1).all()
     # dynamic padding: the batch is as long as its longest row, not max_length
     assert batch["input_ids"].shape[1] == max(len(row["input_ids"]), len(trainer.train_dataset[1]["input_ids"]))
+    # Validation keeps the loss only: no [batch, seq, vocab] logits come back to be gathered in memory.
+    loss, logits, _ = trainer.prediction_step(trainer.model, dict(batch), trainer.args.prediction_loss_only)
+    assert loss is not None and logits is None
 
 
 def test_answer_only_lm_head_matches_standard_loss_and_gradients(tmp_path, tiny_model_dir):

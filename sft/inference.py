@@ -80,11 +80,9 @@ class Predictor:
 
     @classmethod
     def load(cls, spec: str | Path, config: DecodeConfig | None = None) -> Predictor:
-        import torch
 
         from sft.models import load_model_and_tokenizer
 
-        torch.set_grad_enabled(False)
         path = model_path(spec)
         log.info("loading model %s", path)
         model, tok = load_model_and_tokenizer(path)
@@ -122,7 +120,10 @@ class Predictor:
         decode = decode_constrained if constrained else decode_free
         size = self.config.batch_size
         out: list[Prediction] = []
-        with self._lock:  # one request at a time on the model; batches bound the KV-cache memory
+        import torch
+
+        # inference_mode is per thread and scoped: no process-wide grad switch leaks into other work.
+        with self._lock, torch.inference_mode():  # one request at a time; batches bound the KV-cache memory
             for i in range(0, len(prompts), size):
                 out += decode(self.model, self.tokenizer, prompts[i : i + size], inputs[i : i + size], self.config)
         return out

@@ -5,21 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from pydantic import ValidationError
-
-from sft.contract import ContractError, LawContext, iter_jsonl
+from sft.contract import LawContext, read_records
 from sft.files import atomic_open
 
 
 def read_chunks(path: str | Path) -> Iterator[LawContext]:
     """Yield chunks; a bad line raises :class:`ContractError` naming ``file:line`` and the field."""
-    for where, obj in iter_jsonl(path):
-        try:
-            yield LawContext.model_validate(obj)
-        except ValidationError as e:
-            err = e.errors()[0]
-            field = ".".join(str(x) for x in err["loc"]) or "record"
-            raise ContractError(f"{where}: {field}: {err['msg']}") from None
+    yield from read_records(path, LawContext)
 
 
 def write_chunks(path: str | Path, chunks: Iterable[LawContext]) -> int:

@@ -24,7 +24,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from data_prep.mine import Obligation
-from sft.contract import ContractError, Feature, Label, iter_jsonl
+from sft.contract import ContractError, Feature, Label, iter_jsonl, read_records
 from sft.files import write_jsonl_atomic
 
 POSITIVE, UNCOVERED, AMBIGUOUS, BUSINESS, IMPORTED = "positive", "uncovered", "ambiguous", "business", "imported"
@@ -431,11 +431,4 @@ def write_features(path: str | Path, specs: Iterable[FeatureSpec]) -> int:
 
 
 def read_features(path: str | Path) -> list[FeatureSpec]:
-    out = []
-    for where, obj in iter_jsonl(path):
-        try:
-            out.append(FeatureSpec.model_validate(obj))
-        except ValidationError as e:
-            err = e.errors()[0]
-            raise ContractError(f"{where}: field '{'.'.join(map(str, err['loc']))}': {err['msg']}") from None
-    return out
+    return list(read_records(path, FeatureSpec))

@@ -23,9 +23,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
-from sft.contract import ContractError, LawContext, iter_jsonl
+from sft.contract import LawContext, read_records
 from sft.files import write_jsonl_atomic
 
 if TYPE_CHECKING:
@@ -193,14 +193,7 @@ def write_obligations(path: str | Path, obligations: Iterable[Obligation]) -> in
 
 
 def read_obligations(path: str | Path) -> list[Obligation]:
-    out = []
-    for where, obj in iter_jsonl(path):
-        try:
-            out.append(Obligation.model_validate(obj))
-        except ValidationError as e:
-            err = e.errors()[0]
-            raise ContractError(f"{where}: field '{'.'.join(map(str, err['loc']))}': {err['msg']}") from None
-    return out
+    return list(read_records(path, Obligation))
 
 
 def summary(obligations: Iterable[Obligation], stats: Counter | None = None) -> dict[str, dict[str, int]]:

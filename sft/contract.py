@@ -22,11 +22,13 @@ import re
 from collections.abc import Callable, Iterator
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from sft.errors import UserError
+
+_M = TypeVar("_M", bound=BaseModel)
 
 
 class ContractError(UserError, ValueError):
@@ -359,6 +361,18 @@ def iter_jsonl(
                 on_error(err)
                 continue
             yield where, obj
+
+
+def read_records(path: str | Path, model: type[_M]) -> Iterator[_M]:
+    """Yield ``model`` records from a JSONL file; a bad line raises :class:`ContractError` naming
+    ``file:line`` and the field (chunks, obligations, feature specs: every stage file reads this way)."""
+    for where, obj in iter_jsonl(path):
+        try:
+            yield model.model_validate(obj)
+        except ValidationError as e:
+            err = e.errors()[0]
+            field = ".".join(str(x) for x in err["loc"]) or "record"
+            raise ContractError(f"{where}: field '{field}': {err['msg']}") from None
 
 
 def read_examples(

@@ -171,7 +171,7 @@ def test_read_chunks_names_file_and_line(tmp_path: Path):
     write_chunks(path, [good])
     with path.open("a") as fh:
         fh.write(json.dumps({"id": "x"}) + "\n")
-    with pytest.raises(ContractError, match=r"c\.jsonl:2: law_id"):
+    with pytest.raises(ContractError, match=r"c\.jsonl:2: field 'law_id'"):
         list(read_chunks(path))
 
 

@@ -38,6 +38,13 @@ class _Unit:
     heading: str = ""
     paras: list[tuple[str | None, list[tuple[int | None, str]]]] = field(default_factory=list)
 
+    def add(self, label: str | None, page: int | None, text: str) -> None:
+        """A line starts a numbered paragraph (``label``) or continues the current one."""
+        if label is not None or not self.paras:
+            self.paras.append((label, [(page, text)]))
+        else:
+            self.paras[-1][1].append((page, text))
+
 
 def _num_key(number: str) -> tuple[int, ...]:
     return tuple(int(x) for x in re.findall(r"\d+", number))
@@ -87,12 +94,8 @@ def _units_eu(stream: Iterable[tuple[int | None, str]]) -> Iterator[_Unit]:
             continue
         m = _EU_PARA.match(text) if unit.kind == "art" else None
         expected = str(len([p for p in unit.paras if p[0]]) + 1)
-        if m and m.group(1) == expected and (unit.paras or expected == "1"):
-            unit.paras.append((m.group(1), [(page, text)]))
-        elif unit.paras:
-            unit.paras[-1][1].append((page, text))
-        else:
-            unit.paras.append((None, [(page, text)]))
+        starts = m and m.group(1) == expected and (unit.paras or expected == "1")
+        unit.add(m.group(1) if starts else None, page, text)
     if unit:
         yield unit
 
@@ -129,11 +132,9 @@ def _units_us(stream: Iterable[tuple[int | None, str]], entry: LawEntry) -> Iter
         s = _SUB.match(text)
         if s and (s.group(1) == _next_sub(current) or (current is None and s.group(1) in ("1", "a"))):
             current = s.group(1)
-            unit.paras.append((current, [(page, text)]))
-        elif unit.paras:
-            unit.paras[-1][1].append((page, text))
+            unit.add(current, page, text)
         else:
-            unit.paras.append((None, [(page, text)]))
+            unit.add(None, page, text)
     if unit:
         yield unit
 

@@ -21,7 +21,7 @@ from data_prep.build import BuildConfig, BuildResult, build, write_outputs
 from data_prep.features import generate, import_features, read_features, write_features
 from data_prep.glossary import Glossary
 from data_prep.mine import mine, read_obligations, write_obligations
-from data_prep.registry import load_registry
+from data_prep.registry import BUNDLED, load_registry
 from sft.errors import UserError
 from sft.files import write_json_atomic
 
@@ -62,6 +62,18 @@ def file_digest(path: Path) -> str:
     for p in paths:
         h.update(str(p.relative_to(path) if path.is_dir() else p.name).encode())
         h.update(hashlib.sha256(p.read_bytes()).digest())
+    return h.hexdigest()
+
+
+def code_digest(*modules: str) -> str:
+    """The source of the modules that make a stage's output: upgrading geocomply re-runs what it changed."""
+    import importlib.util
+
+    h = hashlib.sha256()
+    for name in modules:
+        spec = importlib.util.find_spec(name)
+        assert spec is not None and spec.origin, name
+        h.update(Path(spec.origin).read_bytes())
     return h.hexdigest()
 
 
@@ -117,14 +129,16 @@ def run_pipeline(
     obligations_path, features_path = out / "obligations.jsonl", out / "features.jsonl"
     ran: dict[str, bool] = {}
     ran["extract"] = stages.run(
-        "extract", [file_digest(cfg.input_dir), str(cfg.registry and file_digest(cfg.registry))], [chunks_path],
+        "extract", [file_digest(cfg.input_dir), str(cfg.registry and file_digest(cfg.registry)), file_digest(BUNDLED),
+                    code_digest("data_prep.extract", "data_prep.pdftext", "data_prep.chunker", "data_prep.chunks",
+                                "data_prep.registry")], [chunks_path],
         lambda: run_extract(cfg.input_dir, chunks_path, cfg.registry, progress=progress),
     )
     chunks_stamp = file_digest(chunks_path)
     if cfg.retriever == "local":
         from data_prep.retrieval import build_local_index
 
-        ran["index"] = stages.run("index", [chunks_stamp], [index_dir],
+        ran["index"] = stages.run("index", [chunks_stamp, code_digest("data_prep.retrieval")], [index_dir],
                                   lambda: build_local_index(chunks_path, index_dir))
     registry = load_registry(cfg.registry)
     # The laws' allowed topics are part of the key: editing them in a registry re-mines.
@@ -136,7 +150,8 @@ def run_pipeline(
         log.info("mine: %d obligations; %d sentences skipped (topic not allowed for their law)", n,
                  stats["topic_not_allowed"])
 
-    ran["mine"] = stages.run("mine", [chunks_stamp, topics_key], [obligations_path], _mine)
+    ran["mine"] = stages.run("mine", [chunks_stamp, topics_key, code_digest("data_prep.mine")], [obligations_path],
+                             _mine)
     obligations_stamp = file_digest(obligations_path)
 
     def _features() -> None:
@@ -147,7 +162,8 @@ def run_pipeline(
 
     ran["features"] = stages.run(
         "features", [obligations_stamp, cfg.per_law, cfg.build.seed,
-                     str(cfg.features_file and file_digest(cfg.features_file))], [features_path], _features,
+                     str(cfg.features_file and file_digest(cfg.features_file)), code_digest("data_prep.features")],
+        [features_path], _features,
     )
     result: dict[str, BuildResult] = {}
 
@@ -160,7 +176,9 @@ def run_pipeline(
 
     ran["build"] = stages.run(
         "build", [file_digest(features_path), obligations_stamp, chunks_stamp, asdict(cfg.build), cfg.tokenizer,
-                  cfg.retriever, cfg.kendra_index_id, str(cfg.glossary and file_digest(cfg.glossary))],
+                  cfg.retriever, cfg.kendra_index_id, str(cfg.glossary and file_digest(cfg.glossary)),
+                  code_digest("data_prep.build", "data_prep.context", "data_prep.glossary", "sft.contract",
+                              "sft.budget")],
         [out / "train.jsonl", out / "validation.jsonl", out / "qc_report.json"], _build,
     )
     return result.get("r"), ran

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from data_prep import pipeline
 from data_prep.pipeline import PipelineConfig, run_pipeline
 from sft.contract import Label, PromptInput, parse_output, read_examples
 from tests.conftest import REPO
@@ -40,7 +41,7 @@ def _geoprep(*args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300)
 
 
-def test_one_command_then_resume_without_duplicates(tmp_path: Path):
+def test_one_command_then_resume_without_duplicates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     corpus, out = law_subset(tmp_path, *LAWS), tmp_path / "data"
     first = _geoprep("pipeline", str(corpus), "--out", str(out))
     assert first.returncode == 0, first.stderr
@@ -63,6 +64,13 @@ def test_one_command_then_resume_without_duplicates(tmp_path: Path):
     # A changed parameter re-runs only the stages it affects.
     _, ran = run_pipeline(PipelineConfig(input_dir=corpus, out_dir=out, per_law=5), progress=False)
     assert ran == {"extract": False, "index": False, "mine": False, "features": True, "build": True}
+
+    # New code for a stage (an upgraded geocomply) re-runs that stage; the build after it re-runs only if the
+    # stage's output changed.
+    real = pipeline.code_digest
+    monkeypatch.setattr(pipeline, "code_digest", lambda *m: real(*m) + ("new" if "data_prep.features" in m else ""))
+    _, ran = run_pipeline(PipelineConfig(input_dir=corpus, out_dir=out, per_law=5), progress=False)
+    assert ran == {"extract": False, "index": False, "mine": False, "features": True, "build": False}
 
 
 def test_bad_option_is_a_one_line_error(tmp_path: Path):

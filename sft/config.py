@@ -47,6 +47,8 @@ class TrainConfig:
     batch_size: int = _f(4, "Examples per device per step.")
     grad_accum: int = _f(1, "Gradient accumulation steps.")
     max_length: int = _f(512, "Token budget per example (prompt + answer + EOS); law context is trimmed to fit.")
+    balance_labels: bool = _f(False, "Oversample the training split so every label is as common as the most common "
+                                     "one (small models otherwise learn to answer the majority label).")
     seed: int = _f(42, "Random seed.")
     # LoRA
     lora_r: int = _f(8, "LoRA rank.")

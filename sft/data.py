@@ -62,6 +62,30 @@ def prepare_split(name: str, path: str | Path, tokenizer: Any, max_length: int) 
     return PreparedSplit(name, rows, kept, report)
 
 
+def balance_labels(split: PreparedSplit, seed: int) -> PreparedSplit:
+    """Oversample: every label as many times as the most common one (whole copies first, then a seeded sample).
+
+    A small model trained on a skewed split learns to answer the majority label; balancing the label prior is
+    the cheapest fix. Validation is never balanced: its metrics must describe the real distribution.
+    """
+    import random
+    from collections import defaultdict
+
+    by_label: dict[str, list[int]] = defaultdict(list)
+    for i, example in enumerate(split.examples):
+        by_label[example.answer.compliance_flag.value].append(i)
+    target = max(len(v) for v in by_label.values())
+    rng = random.Random(seed)
+    order: list[int] = []
+    for label in sorted(by_label):
+        idx = by_label[label]
+        order += idx * (target // len(idx)) + rng.sample(idx, target % len(idx))
+    rng.shuffle(order)
+    log.info("%s: labels balanced to %d examples each (%s before)", split.name, target,
+             ", ".join(f"{k} {len(v)}" for k, v in sorted(by_label.items())))
+    return PreparedSplit(split.name, [split.rows[i] for i in order], [split.examples[i] for i in order], split.report)
+
+
 def to_dataset(split: PreparedSplit) -> Any:
     from datasets import Dataset
 

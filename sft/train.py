@@ -290,7 +290,7 @@ def build_trainer(config: TrainConfig, run: RunState | None = None) -> Prepared:
     """Everything up to ``trainer.train()``: tests inspect the trainer's real collator and datasets."""
     from trl import SFTConfig, SFTTrainer
 
-    from sft.data import prepare_split, to_dataset
+    from sft.data import balance_labels, prepare_split, to_dataset
     from sft.models import load_tokenizer, resolve
 
     if not config.data:
@@ -304,6 +304,8 @@ def build_trainer(config: TrainConfig, run: RunState | None = None) -> Prepared:
         raise UserError(f"{config.model}: tokenizer has no EOS token; generation could never stop")
 
     train = prepare_split("train", config.data, tokenizer, config.max_length)
+    if config.balance_labels:
+        train = balance_labels(train, config.seed)
     val = prepare_split("validation", config.validation, tokenizer, config.max_length) if config.validation else None
     budget = {"train": train.report.as_dict(), **({"validation": val.report.as_dict()} if val else {})}
 

@@ -110,6 +110,38 @@ def test_overlong_example_keeps_full_response(tmp_path, tiny_model_dir):
     assert report["fit"] + report["trimmed"] + report["dropped"] == 6
 
 
+def test_balance_labels_oversamples_training_split_only(tmp_path, tiny_model_dir):
+    """--set balance_labels=true: every label as common as the most common one, every example still there,
+    validation untouched (its metrics describe the real distribution)."""
+    from collections import Counter
+
+    from sft.train import build_trainer
+
+    want = {"Needs Geo-Compliance": 4, "No Geo-Compliance Needed": 1, "Not Enough Information": 2}
+    skewed = []
+    for line in write_examples(tmp_path / "all.jsonl", 12, seed=4).read_text().splitlines():
+        label = json.loads(json.loads(line)["output"])["compliance_flag"]
+        if want[label] > 0:
+            want[label] -= 1
+            skewed.append(line)
+    data = tmp_path / "skewed.jsonl"
+    data.write_text("\n".join(skewed) + "\n")
+    before = Counter(e.answer.compliance_flag for e in read_examples(data))
+    assert sorted(before.values()) == [1, 2, 4], before
+    val = write_examples(tmp_path / "val.jsonl", 5, seed=9)
+    prep = build_trainer(_cfg(tmp_path, tiny_model_dir, data=str(data), validation=str(val), balance_labels=True,
+                              max_length=4096))
+    completions = Counter(prep.tokenizer.decode(r["input_ids"]) for r in prep.trainer.train_dataset)
+    after = Counter()
+    for e in read_examples(data):
+        rendered = render_prompt(e.instruction, e.input) + render_completion(e.output)
+        n = sum(c for text, c in completions.items() if rendered in text)
+        assert n >= 1, e.id  # nothing dropped
+        after[e.answer.compliance_flag] += n
+    assert set(after.values()) == {max(before.values())}, after
+    assert len(prep.trainer.eval_dataset) == 5
+
+
 def test_train_learns_saves_reloads_and_generates(tmp_path, tiny_model_dir):
     import torch
 

@@ -25,6 +25,8 @@ def _no_hub(monkeypatch: pytest.MonkeyPatch) -> None:
     # Unit tests never reach a model hub (there is none here anyway): fail fast instead of retrying.
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    # Nor AWS: the SageMaker SDK's telemetry (STS + an S3 URL) is opted out, as local mode does.
+    monkeypatch.setenv("SAGEMAKER_USER_CONFIG_OVERRIDE", str(REPO / "container" / "sagemaker_config.yaml"))
 
 
 @pytest.fixture(scope="session")

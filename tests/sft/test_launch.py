@@ -166,3 +166,16 @@ def test_local_channels_are_uploaded_to_the_job_prefix(aws_env, monkeypatch, tmp
 def test_missing_local_channel_is_a_clear_error(tmp_path):
     with pytest.raises(UserError, match="no such file or directory"):
         LaunchConfig(image_uri=IMAGE, train=str(tmp_path / "nope.jsonl"), output="s3://geo-bkt/o")
+
+
+def test_sdk_telemetry_is_opted_out_without_aws(monkeypatch):
+    """The SDK config that local mode and the tests use is valid for the SDK and turns its telemetry (an STS call
+    and a GET to an S3 URL after each job) off; a schema typo would silently leave it on."""
+    from sagemaker.core.common_utils import resolve_value_from_config
+    from sagemaker.core.config.config_schema import TELEMETRY_OPT_OUT_PATH
+    from sagemaker.core.telemetry.telemetry_logging import _get_default_sagemaker_session
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    session = _get_default_sagemaker_session()
+    assert resolve_value_from_config(config_path=TELEMETRY_OPT_OUT_PATH, default_value=False,
+                                     sagemaker_session=session) is True

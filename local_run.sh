@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # geocomply: one command from a fresh clone to results.
 #
-#   ./local_run.sh [--full] [--max-steps N] [--image TAG]
+#   ./local_run.sh [--full] [--max-steps N] [--image auto|none|TAG]
 #                            set up .venv, then run the main job on the bundled sample corpus:
 #                            geoprep -> train (demo model) -> eval -> predict -> summary (runs/demo)
 #   ./local_run.sh test      set up .venv, then run the test suite (what CI runs)
@@ -46,7 +46,7 @@ run_tests() {
 }
 
 main_job() {
-  # prep -> train (the image's entry point; in the image via SageMaker local mode with --image TAG when
+  # prep -> train (the image's entry point; inside the image via SageMaker local mode when
   # Docker answers) -> eval -> predict -> summary. Each step reuses its output on a second run.
   say "main job on the bundled sample corpus -> ${OUT:-runs/demo} (about 20 minutes on 2 CPU cores)"
   "$VENV/bin/python" -m sft.mainjob --out "${OUT:-runs/demo}" "$@"

@@ -61,9 +61,12 @@ def train_local(image: str, instance: str, work: Path, channels: dict[str, Path]
     from sagemaker.train import ModelTrainer
     from sagemaker.train.model_trainer import Mode
 
+    # Local mode needs no AWS: no telemetry calls to it either (container/sagemaker_config.yaml).
+    os.environ.setdefault("SAGEMAKER_USER_CONFIG_OVERRIDE", str(HERE / "sagemaker_config.yaml"))
     # docker-compose names the project after this directory: a unique name keeps runs (and their stopped
     # containers) apart, and the containers are removed afterwards.
-    root = work / f"sm-local-{os.getpid()}-{int(time.time())}"
+    # Absolute paths: docker-compose reads a relative volume path as the name of a volume.
+    root = work.resolve() / f"sm-local-{os.getpid()}-{int(time.time())}"
     root.mkdir(parents=True, exist_ok=True)
     trainer = ModelTrainer(
         training_mode=Mode.LOCAL_CONTAINER,
@@ -74,7 +77,8 @@ def train_local(image: str, instance: str, work: Path, channels: dict[str, Path]
         local_container_root=str(root),
     )
     try:
-        trainer.train(input_data_config=[InputData(channel_name=k, data_source=str(v)) for k, v in channels.items()])
+        trainer.train(input_data_config=[InputData(channel_name=k, data_source=str(Path(v).resolve()))
+                                         for k, v in channels.items()])
     finally:
         project = f"label=com.docker.compose.project={root.name}"
         ids = subprocess.run(["docker", "ps", "-aq", "--filter", project], capture_output=True, text=True).stdout.split()

@@ -6,9 +6,10 @@
 
 Every step skips itself when its output is already there, so a second run reuses what is built (delete a
 step's directory to redo it). Training goes through the image's own entry point (``container/train``, the
-SageMaker container mode) against an ``/opt/ml`` tree under OUT/job: inside the image through SageMaker
-local mode when a Docker engine answers and ``--image`` names a built image, otherwise directly on this
-machine.
+SageMaker container mode): inside the image through SageMaker SDK local mode when a Docker engine answers
+(``--image auto``, the default, builds ``geocomply:local`` from the offline base first; Docker's layer cache
+makes that seconds after the first time), otherwise against an ``/opt/ml`` tree under OUT/job on this machine
+(``--image none`` forces that).
 """
 
 from __future__ import annotations
@@ -58,7 +59,9 @@ class MainJobConfig:
     max_steps: int = field(default=DEMO_HYPERPARAMETERS["max_steps"], metadata={"help": "Training steps."})
     full: bool = field(default=False, metadata={"help": "Seed configuration: 3 epochs, all data."})
     eval_limit: int | None = field(default=None, metadata={"help": "Evaluate only N validation examples."})
-    image: str | None = field(default=None, metadata={"help": "Train inside this image (SageMaker local mode)."})
+    image: str = field(default="auto", metadata={
+        "help": "Where training runs: 'auto' (inside geocomply:local through SageMaker local mode when a Docker engine "
+                "answers, built here first; else on this machine), an image tag, or 'none' (on this machine)."})
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
@@ -112,27 +115,58 @@ def docker_answers() -> bool:
     return subprocess.run(["docker", "info"], capture_output=True).returncode == 0
 
 
+AUTO_IMAGE = "geocomply:local"
+
+
+def training_image(cfg: MainJobConfig) -> str | None:
+    """The image to train in, or None to run the image's entry point on this machine."""
+    if cfg.image == "none":
+        return None
+    if not docker_answers():
+        log.info("no Docker engine answers: training through the image's entry point on this machine")
+        return None
+    if cfg.image != "auto":
+        return cfg.image
+    log.info("[bold]image[/bold]: building %s from the offline base (cached after the first build)", AUTO_IMAGE,
+             extra={"markup": True})
+    proc = subprocess.run([str(REPO / "container" / "build_local.sh"), "--base", "offline", "--tag", AUTO_IMAGE],
+                          env=dict(os.environ, PYTHON=sys.executable), capture_output=True, text=True)
+    if proc.returncode != 0:
+        reason = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
+        log.warning("image build failed (%s): training through the image's entry point on this machine", reason)
+        return None
+    return AUTO_IMAGE
+
+
 def train(cfg: MainJobConfig, data: Path) -> Path:
     job = cfg.out / "job"
     model = job / "model"
     if not _step("train", (model / "metrics.json").is_file()):
         return model
     hp = cfg.hyperparameters()
-    if cfg.image and docker_answers():
+    image = training_image(cfg)
+    if image:
         sys.path.insert(0, str(REPO / "container"))
         from local_mode import train_local  # the SDK local-mode harness of container/local_mode.py
 
+        from sft.models import resolve
+
+        log.info("training inside the image %s (SageMaker local mode)", image)
         channels = {"train": data / "train.jsonl", "validation": data / "validation.jsonl", "index": data / "index"}
         channels = {k: v.parent if v.is_file() else v for k, v in channels.items()}
-        tarball = train_local(cfg.image, "local_cpu", job, channels, hp)
+        # The base weights travel as the 'model' channel, as in a network-isolated SageMaker job: the container
+        # then ships merged weights, which eval and predict load directly.
+        channels["model"] = Path(resolve(hp["model"]).path)
+        try:
+            tarball = train_local(image, "local_cpu", job, channels, hp)
+        except RuntimeError as e:  # the SDK's "Failed to run: docker-compose ..."; the job's log is above
+            raise UserError(f"training in the image {image} failed: {e}") from None
         import tarfile
 
         model.mkdir(parents=True, exist_ok=True)
         with tarfile.open(tarball) as tf:
             tf.extractall(model, filter="data")
         return model
-    if cfg.image:
-        log.warning("no Docker engine answers: training through the image's entry point on this machine")
     _opt_ml_tree(job, data, hp)
     env = dict(os.environ, GEOCOMPLY_OPT_ML=str(job.resolve()))
     proc = subprocess.run([sys.executable, str(REPO / "container" / "train")], env=env)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from sft.mainjob import docker_answers
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
@@ -22,7 +23,8 @@ def test_local_run_main_job_produces_every_artefact(tmp_path):
     out = tmp_path / "run"
     env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
     # Reuse the environment this test runs in (local_run.sh reinstalls only when pyproject.toml changed).
-    env.update(OUT=str(out), VENV=str(Path(sys.executable).parent.parent))
+    # OUT relative to the repo, as a user types it (docker-compose once took a relative volume path for a name).
+    env.update(OUT=os.path.relpath(out, REPO), VENV=str(Path(sys.executable).parent.parent), COLUMNS="200")
     cmd = ["./local_run.sh", "--max-steps", "2", "--eval-limit", "4", "--features", str(features)]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=1500)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -33,7 +35,13 @@ def test_local_run_main_job_produces_every_artefact(tmp_path):
     for name in ("adapter_model.safetensors", "adapter_config.json", "train_config.json", "metrics.json", "budget.json"):
         assert (model / name).is_file(), name
     assert (model / "index").is_dir()  # the law index ships with the model for serving
-    assert json.loads((model / "adapter_config.json").read_text())["base_model_name_or_path"] == "demo"
+    if docker_answers():
+        # Inside the image (SDK local mode), the base weights came as the 'model' channel: merged weights ship.
+        assert "training inside the image geocomply:local" in proc.stderr
+        assert (model / "merged" / "config.json").is_file()
+    else:
+        assert "training through the image's entry point on this machine" in proc.stderr
+        assert json.loads((model / "adapter_config.json").read_text())["base_model_name_or_path"] == "demo"
 
     result = json.loads((out / "eval" / "eval.json").read_text())
     assert result["n"] == 4

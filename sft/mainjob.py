@@ -125,6 +125,11 @@ def training_image(cfg: MainJobConfig) -> str | None:
     if not docker_answers():
         log.info("no Docker engine answers: training through the image's entry point on this machine")
         return None
+    if shutil.which("docker-compose") is None and \
+            subprocess.run(["docker", "compose", "version"], capture_output=True).returncode != 0:
+        log.warning("Docker answers but Docker Compose is missing (SageMaker local mode needs it): training through "
+                    "the image's entry point on this machine")
+        return None
     if cfg.image != "auto":
         return cfg.image
     log.info("[bold]image[/bold]: building %s from the offline base (cached after the first build)", AUTO_IMAGE,

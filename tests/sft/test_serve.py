@@ -234,3 +234,53 @@ def test_container_serve_entrypoint(opt_ml):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_endpoint_with_kendra_index_retrieves_from_kendra(opt_ml, monkeypatch):
+    """KENDRA_INDEX_ID on the endpoint: law context comes from Kendra's Retrieve API (a real boto3 client under
+    botocore's Stubber, every request validated against the Kendra service model), not from the packaged index."""
+    import boto3
+    from botocore.stub import Stubber
+
+    from sft.serve import ServerState, make_server
+
+    monkeypatch.setenv("KENDRA_INDEX_ID", "b1c2d3e4-0000-4000-8000-000000000001")
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(key, "testing")
+    client = boto3.client("kendra", region_name="us-west-2")
+    make_client = boto3.client
+    monkeypatch.setattr(boto3, "client", lambda name, *a, **kw: client if name == "kendra" else make_client(name, *a, **kw))
+    stub, queries = Stubber(client), []
+    kendra_chunk = LawContext(id="kendra#dsa-28", law_id="eu_dsa", title="EU Digital Services Act",
+                              citation="DSA Art. 28(1)", jurisdiction="EU",
+                              snippet="Providers of online platforms accessible to minors shall ensure a high level "
+                                      "of privacy, safety and security of minors.")
+
+    def answer(params, **_):
+        queries.append(params)
+        item = {"Id": kendra_chunk.id, "DocumentId": "s3://laws/eu_dsa.pdf", "DocumentTitle": kendra_chunk.title,
+                "Content": kendra_chunk.snippet, "ScoreAttributes": {"ScoreConfidence": "HIGH"},
+                "DocumentAttributes": [{"Key": k, "Value": {"StringValue": v}} for k, v in (
+                    ("jurisdiction", "EU"), ("citation", kendra_chunk.citation), ("law_id", kendra_chunk.law_id))]}
+        stub.add_response("retrieve", {"QueryId": f"q{len(queries)}", "ResultItems": [item]}, dict(params))
+
+    client.meta.events.register("provide-client-params.kendra.Retrieve", answer)
+    with stub:
+        state = ServerState(model_dir=opt_ml / "model", max_body=4096)
+        srv = make_server(state, "127.0.0.1", 0)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        try:
+            state.load()
+            assert state.ready.is_set(), state.load_error
+            feature = {"id": "k1", "name": "Teen safety defaults", "description": "Private accounts by default for "
+                       "minors in the EU."}
+            status, _, body = call(f"http://127.0.0.1:{srv.server_address[1]}", "/invocations", json.dumps(feature))
+        finally:
+            srv.shutdown()
+            srv.server_close()
+    assert status == 200, body
+    row = json.loads(body)
+    assert row["context_ids"] == [kendra_chunk.id]  # not the packaged index's chunks
+    assert row["citation"] in (None, kendra_chunk.citation)
+    assert queries and all(q["IndexId"] == "b1c2d3e4-0000-4000-8000-000000000001" for q in queries)
+    assert "Teen safety defaults" in queries[0]["QueryText"]  # the feature is the query

@@ -73,11 +73,15 @@ def eval_(
     constrained: Annotated[bool, typer.Option(help="Constrained decoding (always-valid answers).")] = True,
     batch_size: Annotated[int, typer.Option(help="Prompts per forward pass.")] = 8,
     limit: Annotated[int | None, typer.Option(help="Only the first N examples.")] = None,
+    train: Annotated[Path | None, typer.Option(
+        help="Training JSONL: the majority baseline answers its most common label (default: the evaluated file's).")
+    ] = None,
 ) -> None:
     """Score a model and two baselines (majority class, keyword rules) on a validation file."""
     from sft.evaluate import EvalConfig, run_eval
 
-    result = run_eval(EvalConfig(model, data, out, constrained=constrained, batch_size=batch_size, limit=limit))
+    result = run_eval(EvalConfig(model, data, out, constrained=constrained, batch_size=batch_size, limit=limit,
+                                 train=train))
     m = result["runs"]["model"]
     typer.echo(f"accuracy {m['accuracy']:.3f}  macro-F1 {m['macro_f1']:.3f}  valid {m['json_valid_rate']:.3f}"
                f"  -> {out / 'report.md'}")

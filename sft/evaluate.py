@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,9 @@ class EvalConfig:
     limit: int | None = None
     """Evaluate only the first N examples."""
     max_reason_tokens: int = 48
+    train: Path | None = None
+    """Training JSONL: the majority baseline answers its most common label (default: the evaluated file's own
+    most common label, which a real system could not know: a stricter baseline)."""
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -108,8 +111,12 @@ def compute_metrics(golds: Sequence[Answer], preds: Sequence[Prediction]) -> dic
     }
 
 
-def baseline_predictions(examples: Sequence[Example], inputs: Sequence[PromptInput | None]) -> dict[str, list[Prediction]]:
-    majority = Counter(ex.answer.compliance_flag for ex in examples).most_common(1)[0][0]
+def majority_label(examples: Iterable[Example]) -> Label:
+    return Counter(ex.answer.compliance_flag for ex in examples).most_common(1)[0][0]
+
+
+def baseline_predictions(examples: Sequence[Example], inputs: Sequence[PromptInput | None],
+                         majority: Label) -> dict[str, list[Prediction]]:
     runs: dict[str, list[Prediction]] = {"majority": [], "keyword": []}
     for ex, pi in zip(examples, inputs, strict=True):
         runs["majority"].append(parse_output(Answer(compliance_flag=majority).to_json(), pi))
@@ -199,12 +206,15 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
     elapsed = time.perf_counter() - start
     golds = [ex.answer for ex in examples]
     runs = {"model": compute_metrics(golds, preds)}
-    runs.update({name: compute_metrics(golds, p) for name, p in baseline_predictions(examples, inputs).items()})
+    majority = majority_label(read_examples(cfg.train) if cfg.train else examples)
+    baselines = baseline_predictions(examples, inputs, majority)
+    runs.update({name: compute_metrics(golds, p) for name, p in baselines.items()})
     result = {
         "model": cfg.model,
         "data": str(cfg.data),
         "n": len(examples),
         "constrained": cfg.constrained,
+        "majority_label": {"label": majority.value, "from": str(cfg.train or cfg.data)},
         "predictions_per_s": len(examples) / elapsed if elapsed > 0 else 0.0,
         "runs": runs,
         "predictions": [

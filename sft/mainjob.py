@@ -190,7 +190,8 @@ def evaluate(cfg: MainJobConfig, model: Path, data: Path) -> dict[str, Any]:
     fresh = report.is_file() and report.stat().st_mtime > (model / "metrics.json").stat().st_mtime
     if not _step("eval", fresh):
         return json.loads(report.read_text())
-    return run_eval(EvalConfig(model=str(model), data=data / "validation.jsonl", out_dir=out, limit=cfg.eval_limit))
+    return run_eval(EvalConfig(model=str(model), data=data / "validation.jsonl", out_dir=out, limit=cfg.eval_limit,
+                               train=data / "train.jsonl"))
 
 
 def predict(cfg: MainJobConfig, model: Path) -> Path:

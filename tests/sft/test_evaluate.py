@@ -88,6 +88,14 @@ def test_eval_writes_all_metrics_baselines_and_png(tiny_model_dir, tmp_path):
     assert "| keyword |" in report and "| majority |" in report and "confusion.png" in report
     assert result["predictions_per_s"] > 0
 
+    # With the training split given, the majority baseline answers the training prior (NEI here), as a system
+    # that has not seen the evaluation labels would.
+    train = tmp_path / "train.jsonl"
+    train.write_text("".join(ex.to_json() + "\n" for ex in _examples() if ex.answer.compliance_flag == Label.NEI) * 3)
+    result = run_eval(EvalConfig(str(tiny_model_dir), data, tmp_path / "eval2", batch_size=2, train=train))
+    assert result["majority_label"] == {"label": "Not Enough Information", "from": str(train)}
+    assert result["runs"]["majority"]["accuracy"] == pytest.approx(1 / 5)
+
 
 def test_eval_cli_on_an_adapter_dir(tiny_model_dir, tmp_path):
     pytest.importorskip("peft")

@@ -115,6 +115,12 @@ def docker_answers() -> bool:
     return subprocess.run(["docker", "info"], capture_output=True).returncode == 0
 
 
+def compose_available() -> bool:
+    """SageMaker SDK local mode runs its containers through Docker Compose (the plugin or docker-compose)."""
+    return shutil.which("docker-compose") is not None or \
+        subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0
+
+
 AUTO_IMAGE = "geocomply:local"
 
 
@@ -125,8 +131,7 @@ def training_image(cfg: MainJobConfig) -> str | None:
     if not docker_answers():
         log.info("no Docker engine answers: training through the image's entry point on this machine")
         return None
-    if shutil.which("docker-compose") is None and \
-            subprocess.run(["docker", "compose", "version"], capture_output=True).returncode != 0:
+    if not compose_available():
         log.warning("Docker answers but Docker Compose is missing (SageMaker local mode needs it): training through "
                     "the image's entry point on this machine")
         return None

@@ -5,22 +5,16 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 
 import pytest
 
+from sft.mainjob import compose_available, docker_answers
 from tests.conftest import REPO
 
 docker = pytest.mark.docker
 TAG = "geocomply:test"
-
-
-def _docker_answers() -> bool:
-    if shutil.which("docker") is None:
-        return False
-    return subprocess.run(["docker", "info"], capture_output=True).returncode == 0
 
 
 def _skip_or_fail(reason: str) -> None:
@@ -32,7 +26,7 @@ def _skip_or_fail(reason: str) -> None:
 
 @pytest.fixture(scope="module")
 def image() -> str:
-    if not _docker_answers():
+    if not docker_answers():
         _skip_or_fail("no Docker engine answers (CI starts one: .ci/run)")
     env = dict(os.environ, PYTHON=sys.executable)
     subprocess.run([str(REPO / "container" / "build_local.sh"), "--base", "offline", "--tag", TAG],
@@ -80,9 +74,7 @@ def test_train_with_a_broken_hyperparameter_writes_the_failure_file(image, tmp_p
 @pytest.mark.slow
 def test_sagemaker_local_mode_trains_and_the_image_serves_the_artefacts(image, tmp_path):
     pytest.importorskip("sagemaker")
-    if shutil.which("docker-compose") is None and subprocess.run(
-        ["docker", "compose", "version"], capture_output=True
-    ).returncode != 0:
+    if not compose_available():
         _skip_or_fail("SageMaker local mode needs docker-compose or `docker compose`")
     res = subprocess.run([sys.executable, str(REPO / "container" / "local_mode.py"), "--image", image,
                           "--work", str(tmp_path / "lm")], capture_output=True, text=True, timeout=900)  # fmt: skip

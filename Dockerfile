@@ -21,7 +21,7 @@ WORKDIR /opt/geocomply/src
 # Dependencies change less often than code: pyproject first, so a code edit reuses this layer.
 COPY pyproject.toml README.md ./
 RUN mkdir -p sft data_prep && touch sft/__init__.py data_prep/__init__.py \
- && python3 -m pip install --no-cache-dir ${PIP_INSTALL_ARGS} --no-build-isolation ".[train]" \
+ && python3 -m pip install --no-cache-dir ${PIP_INSTALL_ARGS} --no-build-isolation ".[train,qlora]" \
  && python3 -m pip uninstall -y geocomply && rm -rf build sft data_prep
 COPY sft ./sft
 COPY data_prep ./data_prep

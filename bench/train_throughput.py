@@ -86,6 +86,7 @@ def body_params(model) -> int:
 
 
 def run_ours(cfg) -> tuple[float, list[tuple[int, int, int]], object, float]:
+    from sft.testing import count_layer_calls
     from sft.train import build_trainer
 
     trainer = build_trainer(cfg).trainer
@@ -98,23 +99,6 @@ def run_ours(cfg) -> tuple[float, list[tuple[int, int, int]], object, float]:
     return elapsed, batches, trainer.model, calls[0] / len(batches)
 
 
-def count_layer_calls(model) -> list[int]:
-    """A counter of the first decoder layer's MLP runs: 2 per step when checkpointing recomputes the layer.
-
-    Patched on the instance's ``forward``, because module hooks stay outside the checkpointed region and do not
-    see the recompute."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    mlp, calls = base.model.layers[0].mlp, [0]
-    inner = mlp.forward
-
-    def forward(*args, **kwargs):
-        calls[0] += 1
-        return inner(*args, **kwargs)
-
-    mlp.forward = forward
-    return calls
-
-
 def run_reference(cfg, rows) -> tuple[float, list[tuple[int, int, int]], float]:
     """The seed's way: a plain Trainer on prompt + answer text padded to max_length, labels = input ids (the
     loss covers the prompt and the padding too), so the model's own forward projects every one of the 512
@@ -124,6 +108,7 @@ def run_reference(cfg, rows) -> tuple[float, list[tuple[int, int, int]], float]:
     from transformers import Trainer, TrainingArguments, default_data_collator
 
     from sft.models import load_model_and_tokenizer
+    from sft.testing import count_layer_calls
 
     model, tok = load_model_and_tokenizer(cfg.model)
     model = get_peft_model(model, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,

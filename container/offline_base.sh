@@ -19,11 +19,11 @@ MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 WHEELHOUSE=${WHEELHOUSE:-.wheelhouse}
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
-# The requirements: core + `train` extra from pyproject.toml (one source of truth), torch pinned first.
+# The requirements: core + `train` and `qlora` extras from pyproject.toml (one source of truth), torch pinned first.
 reqs=$("$PYTHON" - <<'PY'
 import tomllib
 p = tomllib.load(open("pyproject.toml", "rb"))["project"]
-print("\n".join(p["dependencies"] + p["optional-dependencies"]["train"] + ["setuptools>=68", "wheel"]))
+print("\n".join(p["dependencies"] + p["optional-dependencies"]["train"] + p["optional-dependencies"]["qlora"] + ["setuptools>=68", "wheel"]))
 PY
 )
 recipe=$( { cat "$0"; echo "$reqs"; echo "$TORCH_SPEC"; } | sha256sum | cut -c1-16)

@@ -55,10 +55,10 @@ class TrainConfig:
     lora_alpha: int = _f(16, "LoRA alpha (scale = alpha / r).")
     lora_dropout: float = _f(0.05, "LoRA dropout.")
     target_modules: Any = _f("all-linear", "LoRA targets: 'all-linear' ('all' accepted) or a list of module names.")
-    quantize: str | None = _f(None, "'4bit' for QLoRA (bitsandbytes nf4 + double quant; CUDA only).")
+    quantize: str | None = _f(None, "'4bit' for QLoRA (bitsandbytes nf4 + double quant; for GPUs, runs slowly on CPU).")
     # speed / memory
     gradient_checkpointing: bool | None = _f(None, "Recompute activations (default: on for CUDA, off on CPU).")
-    padding_free: bool | None = _f(None, "Flatten batches without padding (default: when flash-attention is used).")
+    padding_free: bool | None = _f(None, "Flatten batches without padding (default: on with flash attention, i.e. an Ampere+ GPU and flash-attn; refused without it).")
     # evaluation and checkpoints
     eval_sample: int = _f(16, "Validation examples to generate answers for at each evaluation (0: off).")
     max_new_tokens: int = _f(96, "Generation budget for those answers.")

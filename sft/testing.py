@@ -73,3 +73,20 @@ def build_tiny_model(
     model.generation_config.pad_token_id = tok.pad_token_id
     model.save_pretrained(out, safe_serialization=True)
     return out
+
+
+def count_layer_calls(model) -> list[int]:
+    """A counter of the first decoder layer's MLP runs: 2 per step when checkpointing recomputes the layer.
+
+    Patched on the instance's ``forward``, because module hooks stay outside the checkpointed region and do not
+    see the recompute."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    mlp, calls = base.model.layers[0].mlp, [0]
+    inner = mlp.forward
+
+    def forward(*args, **kwargs):
+        calls[0] += 1
+        return inner(*args, **kwargs)
+
+    mlp.forward = forward
+    return calls

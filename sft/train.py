@@ -13,6 +13,7 @@ Output directory (eval/predict/serve and the image rely on it):
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -96,29 +97,58 @@ def hf_token(config: TrainConfig) -> str | None:
 # ------------------------------------------------------------------------------------------- model
 
 
-def load_model(config: TrainConfig, source: Any, device: Device, token: str | None) -> Any:
-    from sft.models import load_base_model
+def wants_checkpointing(config: TrainConfig, device: Device) -> bool:
+    # Checkpointing trades ~30% more compute for activations that no longer scale with depth: worth it on a
+    # 24 GB GPU with a 7B model, pointless on CPU where memory is not the limit and time is.
+    return device.cuda if config.gradient_checkpointing is None else config.gradient_checkpointing
 
+
+def flash_attention_available() -> bool:
+    from transformers.utils import is_flash_attn_2_available
+
+    return is_flash_attn_2_available()
+
+
+def model_load_kwargs(config: TrainConfig, device: Device) -> dict[str, Any]:
+    """``from_pretrained`` arguments: the compute dtype and, for QLoRA, the 4-bit quantization."""
     kwargs: dict[str, Any] = {"dtype": device.dtype}
+    if device.bf16 and flash_attention_available():  # FlashAttention-2 needs Ampere or newer (bf16 = Ampere+)
+        kwargs["attn_implementation"] = "flash_attention_2"  # varlen kernel: padding-free batches
+    elif config.padding_free:
+        # SDPA and eager attention would let the flattened examples attend to each other: refuse before loading.
+        raise UserError("padding_free needs flash attention (an Ampere or newer GPU and the flash-attn package); "
+                        "leave padding_free unset to get dynamic padding")
     if config.quantize == "4bit":
-        if not device.cuda:
-            raise UserError("quantize=4bit (QLoRA) needs a CUDA GPU; on CPU train without --quantize")
-        import torch
         from transformers import BitsAndBytesConfig
 
-        # nf4 + double quantization: the QLoRA paper's recipe (~0.5 byte/param for the frozen base).
+        # nf4 + double quantization: the QLoRA paper's recipe (~0.5 byte/param for the frozen base); matmuls
+        # run in the device's dtype (bf16 on Ampere+, fp16 before, fp32 on CPU).
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True,
             bnb_4bit_quant_type="nf4",
             bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=device.dtype if device.bf16 else torch.float16,
+            bnb_4bit_compute_dtype=device.dtype,
         )
-        kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", 0))}
-    model = load_base_model(source, token=token, **kwargs)
+        # One whole copy per process: under torchrun each rank quantizes onto its own GPU.
+        kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", 0)) if device.cuda else "cpu"}
+    return kwargs
+
+
+def load_model(config: TrainConfig, source: Any, device: Device, token: str | None) -> Any:
+    from sft.models import load_base_model
+
+    if config.quantize == "4bit" and importlib.util.find_spec("bitsandbytes") is None:
+        raise UserError("quantize=4bit needs bitsandbytes: pip install 'geocomply[qlora]'")
+    if config.quantize == "4bit" and not device.cuda:
+        # bitsandbytes' CPU backend runs nf4 (slowly): useful to try a QLoRA config before paying for a GPU.
+        log.warning("quantize=4bit on CPU: bitsandbytes' CPU backend works but is slower than fp32 LoRA, and "
+                    "memory is rarely the limit here; QLoRA is meant for GPUs")
+    model = load_base_model(source, token=token, **model_load_kwargs(config, device))
     if config.quantize == "4bit":
         from peft import prepare_model_for_kbit_training
 
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
+        # Casts the non-quantized parameters (norms, embeddings) to fp32 for stable training.
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=wants_checkpointing(config, device))
     return model
 
 
@@ -286,6 +316,52 @@ class Prepared:
     checkpoint_dir: Path
 
 
+def trainer_arguments(config: TrainConfig, device: Device, *, checkpoint_dir: Path, has_validation: bool,
+                      flash_attention: bool) -> dict[str, Any]:
+    """The ``SFTConfig`` for this device: precision, checkpointing, batching, evaluation and checkpoints."""
+    # Padding-free flattens a batch into one row (no pad tokens at all); it needs the varlen flash-attention
+    # kernel (see model_load_kwargs). Otherwise dynamic padding + length-grouped batches keep padding small.
+    padding_free = flash_attention if config.padding_free is None else config.padding_free
+    strategy = "steps" if config.save_steps else "epoch"
+    return dict(
+        output_dir=str(checkpoint_dir),
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps,
+        learning_rate=config.learning_rate,
+        warmup_steps=config.warmup_ratio,  # a float < 1 is a ratio of total steps
+        lr_scheduler_type="linear",
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.grad_accum,
+        seed=config.seed,
+        bf16=device.cuda and device.bf16,
+        fp16=device.cuda and not device.bf16,
+        use_cpu=not device.cuda,
+        # NCCL on GPUs; gloo for CPU data-parallel (only set under torchrun, where WORLD_SIZE > 1).
+        ddp_backend="gloo" if not device.cuda and int(os.environ.get("WORLD_SIZE", 1)) > 1 else None,
+        gradient_checkpointing=wants_checkpointing(config, device),
+        # The budget already made every example fit; TRL must never truncate (it would cut the answer).
+        max_length=None,
+        completion_only_loss=True,
+        padding_free=padding_free,
+        train_sampling_strategy="group_by_length",
+        eval_strategy=strategy if has_validation else "no",
+        save_strategy=strategy,
+        eval_steps=config.save_steps or None,
+        save_steps=config.save_steps or 500,
+        save_total_limit=config.save_total_limit or None,
+        # Validation needs the loss only: without this the Trainer gathers every eval batch's full
+        # [batch, seq, vocab] logits in memory (7.7 GB for 77 SmolLM2 examples at 512 tokens).
+        prediction_loss_only=True,
+        load_best_model_at_end=has_validation,
+        metric_for_best_model="eval_loss" if has_validation else None,
+        greater_is_better=False,
+        logging_steps=config.logging_steps,
+        report_to="none",
+        dataset_num_proc=None,
+    )
+
+
 def build_trainer(config: TrainConfig, run: RunState | None = None) -> Prepared:
     """Everything up to ``trainer.train()``: tests inspect the trainer's real collator and datasets."""
     from trl import SFTConfig, SFTTrainer
@@ -310,52 +386,10 @@ def build_trainer(config: TrainConfig, run: RunState | None = None) -> Prepared:
     budget = {"train": train.report.as_dict(), **({"validation": val.report.as_dict()} if val else {})}
 
     model = load_model(config, source, device, token)
-    # Checkpointing trades ~30% more compute for activations that no longer scale with depth: worth it on a
-    # 24 GB GPU with a 7B model, pointless on CPU where memory is not the limit and time is.
-    checkpointing = device.cuda if config.gradient_checkpointing is None else config.gradient_checkpointing
-    # Padding-free flattens a batch into one row (no pad tokens at all) but needs a varlen attention kernel;
-    # otherwise dynamic padding + length-grouped batches keep padding small.
-    padding_free = uses_flash_attention(model) if config.padding_free is None else config.padding_free
-    checkpoint_dir = Path(config.checkpoint_dir or Path(config.output) / "checkpoints")
     has_val = val is not None and bool(val.rows)
-    strategy = "steps" if config.save_steps else "epoch"
-    args = SFTConfig(
-        output_dir=str(checkpoint_dir),
-        num_train_epochs=config.epochs,
-        max_steps=config.max_steps,
-        learning_rate=config.learning_rate,
-        warmup_steps=config.warmup_ratio,  # a float < 1 is a ratio of total steps
-        lr_scheduler_type="linear",
-        per_device_train_batch_size=config.batch_size,
-        per_device_eval_batch_size=config.batch_size,
-        gradient_accumulation_steps=config.grad_accum,
-        seed=config.seed,
-        bf16=device.cuda and device.bf16,
-        fp16=device.cuda and not device.bf16,
-        use_cpu=not device.cuda,
-        # NCCL on GPUs; gloo for CPU data-parallel (only set under torchrun, where WORLD_SIZE > 1).
-        ddp_backend="gloo" if not device.cuda and int(os.environ.get("WORLD_SIZE", 1)) > 1 else None,
-        gradient_checkpointing=checkpointing,
-        # The budget already made every example fit; TRL must never truncate (it would cut the answer).
-        max_length=None,
-        completion_only_loss=True,
-        padding_free=padding_free,
-        train_sampling_strategy="group_by_length",
-        eval_strategy=strategy if has_val else "no",
-        save_strategy=strategy,
-        eval_steps=config.save_steps or None,
-        save_steps=config.save_steps or 500,
-        save_total_limit=config.save_total_limit or None,
-        # Validation needs the loss only: without this the Trainer gathers every eval batch's full
-        # [batch, seq, vocab] logits in memory (7.7 GB for 77 SmolLM2 examples at 512 tokens).
-        prediction_loss_only=True,
-        load_best_model_at_end=has_val,
-        metric_for_best_model="eval_loss" if has_val else None,
-        greater_is_better=False,
-        logging_steps=config.logging_steps,
-        report_to="none",
-        dataset_num_proc=None,
-    )
+    checkpoint_dir = Path(config.checkpoint_dir or Path(config.output) / "checkpoints")
+    args = SFTConfig(**trainer_arguments(config, device, checkpoint_dir=checkpoint_dir, has_validation=has_val,
+                                         flash_attention=uses_flash_attention(model)))
     trainer = SFTTrainer(
         model=model,
         args=args,
@@ -366,11 +400,11 @@ def build_trainer(config: TrainConfig, run: RunState | None = None) -> Prepared:
         callbacks=make_callbacks(config, val.examples if val else [], run),
     )
     score_answer_positions_only(trainer.model)
-    log_plan(config, trainer, device, checkpointing, padding_free)
+    log_plan(config, trainer, device)
     return Prepared(trainer, tokenizer, budget, config.model, device, run, checkpoint_dir)
 
 
-def log_plan(config: TrainConfig, trainer: Any, device: Device, checkpointing: bool, padding_free: bool) -> None:
+def log_plan(config: TrainConfig, trainer: Any, device: Device) -> None:
     """The derived numbers, before the first step, so a wrong setting is visible immediately."""
     ds = trainer.train_dataset
     world = trainer.args.world_size
@@ -385,7 +419,8 @@ def log_plan(config: TrainConfig, trainer: Any, device: Device, checkpointing: b
         "checkpointing %s, padding-free %s",
         device.describe(), len(ds), sum(lengths) / len(lengths), max(lengths), effective, config.batch_size,
         config.grad_accum, world, steps_per_epoch, total, config.lora_r, config.lora_alpha, config.target_modules,
-        trainable / 1e6, params / 1e6, 100 * trainable / params, checkpointing, padding_free,
+        trainable / 1e6, params / 1e6, 100 * trainable / params, trainer.args.gradient_checkpointing,
+        trainer.args.padding_free,
     )
 
 

@@ -251,3 +251,90 @@ def test_hf_token_from_secrets_manager_never_in_outputs(tmp_path, tiny_model_dir
     files = [p for p in Path(cfg.output).rglob("*") if p.is_file()]
     assert files and not [p for p in files if token.encode() in p.read_bytes()]
     assert json.loads((Path(cfg.output) / "train_config.json").read_text())["hf_token_secret"] == "geocomply/hf"
+
+
+# ------------------------------------------------------------------------------- the GPU path, on CPU
+
+
+def test_precision_checkpointing_and_quantization_follow_the_device(tmp_path, monkeypatch):
+    """What a g5 (A10G, Ampere), a g4dn (T4, pre-Ampere) and a CPU get: checked on the real settings objects."""
+    import torch
+    from trl import SFTConfig
+
+    import sft.train as train
+
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(train, "flash_attention_available", lambda: True)  # flash-attn installed
+    ampere, turing, cpu = train.Device(cuda=True, bf16=True), train.Device(cuda=True, bf16=False), train.Device(False, False)
+    cfg = TrainConfig(model="demo", data="t.jsonl", quantize="4bit")
+
+    def settings(device, config=cfg):
+        load = train.model_load_kwargs(config, device)
+        args = train.trainer_arguments(config, device, checkpoint_dir=tmp_path, has_validation=True,
+                                       flash_attention=load.get("attn_implementation") == "flash_attention_2")
+        return load, args
+
+    load, args = settings(ampere)
+    q = load["quantization_config"]
+    assert (q.load_in_4bit, q.bnb_4bit_quant_type, q.bnb_4bit_use_double_quant) == (True, "nf4", True)
+    assert load["dtype"] == q.bnb_4bit_compute_dtype == torch.bfloat16 and load["device_map"] == {"": 1}
+    assert (args["bf16"], args["fp16"], args["use_cpu"], args["gradient_checkpointing"]) == (True, False, False, True)
+    assert load["attn_implementation"] == "flash_attention_2" and args["padding_free"]
+
+    load, args = settings(turing)  # no bf16, no FlashAttention-2 before Ampere
+    assert load["dtype"] == load["quantization_config"].bnb_4bit_compute_dtype == torch.float16
+    assert (args["bf16"], args["fp16"], args["gradient_checkpointing"], args["padding_free"]) == (False, True, True, False)
+    assert "attn_implementation" not in load
+
+    monkeypatch.delenv("LOCAL_RANK")  # a single process from here on
+    load, args = settings(cpu)
+    assert load["dtype"] == load["quantization_config"].bnb_4bit_compute_dtype == torch.float32
+    assert load["device_map"] == {"": "cpu"}
+    assert (args["bf16"], args["fp16"], args["use_cpu"], args["gradient_checkpointing"]) == (False, False, True, False)
+    assert SFTConfig(**args).completion_only_loss and SFTConfig(**args).max_length is None  # the real object accepts it
+
+    _, args = settings(ampere, TrainConfig(model="demo", data="t.jsonl", gradient_checkpointing=False))
+    assert not args["gradient_checkpointing"]  # an explicit setting beats the device default
+    # Forced padding-free without a varlen kernel would let flattened examples attend to each other: refused
+    # before any weights are loaded.
+    with pytest.raises(UserError, match="padding_free needs flash attention"):
+        settings(turing, TrainConfig(model="demo", data="t.jsonl", padding_free=True))
+
+
+def test_qlora_recipe_trains_adapter_only_and_ships_merged_weights(tmp_path, tiny_model_dir):
+    """The g5 QLoRA recipe (nf4 + double quant, gradient checkpointing, LoRA on every linear layer) run end to
+    end through bitsandbytes' CPU backend: the 4-bit base stays frozen, every LoRA layer learns, the layers are
+    recomputed, and the outputs load without bitsandbytes in the way (merged into full-precision weights)."""
+    import bitsandbytes as bnb
+    import torch
+
+    from sft.models import load_model_and_tokenizer
+    from sft.testing import count_layer_calls
+    from sft.train import build_trainer, save_outputs
+
+    cfg = _cfg(tmp_path, tiny_model_dir, quantize="4bit", gradient_checkpointing=True, max_steps=3,
+               learning_rate=5e-2, warmup_ratio=0.0, lora_dropout=0.0, merge=True)
+    prep = build_trainer(cfg)
+    model = prep.trainer.model
+    quantized = {n: m for n, m in model.named_modules() if isinstance(m, bnb.nn.Linear4bit)}
+    assert len(quantized) == 2 * 7  # every linear layer of both decoder layers (q k v o gate up down)
+    assert all(m.weight.quant_state.quant_type == "nf4" and m.weight.quant_state.nested for m in quantized.values())
+    frozen = {n: m.weight.detach().clone() for n, m in quantized.items()}
+    lora_b = {n: p for n, p in model.named_parameters() if "lora_B" in n}
+    assert len(lora_b) == len(quantized) and all(p.requires_grad for p in lora_b.values())
+    assert not any(p.requires_grad for n, p in model.named_parameters() if "lora_" not in n)
+
+    calls = count_layer_calls(model)
+    prep.trainer.train()
+    assert calls[0] == 2 * 3  # checkpointing: the first layer ran twice per step
+    assert all(p.abs().sum() > 0 for p in lora_b.values()), "a LoRA layer got no gradient"  # B starts at zero
+    assert all(torch.equal(frozen[n], m.weight) for n, m in quantized.items())
+
+    out = save_outputs(cfg, prep, {"global_step": prep.trainer.state.global_step})
+    merged, tok = load_model_and_tokenizer(out / "merged")
+    adapter, _ = load_model_and_tokenizer(out)
+    assert not any(isinstance(m, bnb.nn.Linear4bit) for m in merged.modules())
+    assert merged.dtype == torch.float32  # served in full precision, not with 4-bit error baked in
+    ids = tok("### Response:\n", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        assert torch.allclose(merged(ids).logits, adapter(ids).logits, atol=1e-4)

@@ -9,11 +9,12 @@ master, as SageMaker's own launchers do.
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from dataclasses import dataclass
 from typing import Any
 
-MASTER_PORT = 7777
+MASTER_PORT = 7777  # multi-host rendezvous: every host must agree on it, so it is fixed (SageMaker's choice)
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,9 @@ class Launch:
     def world_size(self) -> int:
         return self.nnodes * self.nproc_per_node
 
-    def command(self, module: str, port: int = MASTER_PORT) -> list[str]:
+    def command(self, module: str) -> list[str]:
+        # One host: any free port, so two jobs sharing a machine (local mode, tests) cannot collide on 7777.
+        port = MASTER_PORT if self.nnodes > 1 else free_port()
         return [
             sys.executable, "-m", "torch.distributed.run",
             "--nnodes", str(self.nnodes),
@@ -44,6 +47,12 @@ class Launch:
             "--master_port", str(port),
             "-m", module,
         ]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def gpu_count() -> int:

@@ -147,6 +147,14 @@ def load_model(config: TrainConfig, source: Any, device: Device, token: str | No
     if config.quantize == "4bit":
         from peft import prepare_model_for_kbit_training
 
+        if not device.cuda:
+            # On avx512-bf16 CPUs bitsandbytes repacks the 4-bit weights in place the first time a layer runs
+            # without gradients (evaluation), which asserts on widths that are not a multiple of 32 and leaves
+            # training to continue on the repacked weights: keep evaluation on the training path.
+            for module in model.modules():
+                if hasattr(module, "support_avx512bf16_for_cpu"):
+                    module.support_avx512bf16_for_cpu = False
+
         # Casts the non-quantized parameters (norms, embeddings) to fp32 for stable training.
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=wants_checkpointing(config, device))
     return model

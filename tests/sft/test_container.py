@@ -103,8 +103,9 @@ def test_bad_hyperparameter_and_secret_refused(tmp_path, tiny_model_dir, monkeyp
 
 
 def test_data_parallel_two_cpu_processes(tmp_path, tiny_model_dir):
+    """The multi-GPU QLoRA recipe (one 4-bit copy per process, gradient checkpointing, DDP), over gloo."""
     hp = {"model": str(tiny_model_dir), "max_steps": "2", "eval_sample": "0", "batch_size": "2",
-          "processes_per_host": "2", "logging_steps": "1"}
+          "processes_per_host": "2", "logging_steps": "1", "quantize": "4bit", "gradient_checkpointing": "true"}
     root = _opt_ml(tmp_path / "ml", hp)
     proc = _start(root)
     out = _wait(proc, root, 180)

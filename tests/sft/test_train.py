@@ -313,7 +313,8 @@ def test_qlora_recipe_trains_adapter_only_and_ships_merged_weights(tmp_path, tin
     from sft.train import build_trainer, save_outputs
 
     cfg = _cfg(tmp_path, tiny_model_dir, quantize="4bit", gradient_checkpointing=True, max_steps=3,
-               learning_rate=5e-2, warmup_ratio=0.0, lora_dropout=0.0, merge=True)
+               learning_rate=5e-2, warmup_ratio=0.0, lora_dropout=0.0, merge=True, save_steps=2,
+               validation=str(write_examples(tmp_path / "val.jsonl", 2, seed=9)))  # evaluation mid-training
     prep = build_trainer(cfg)
     model = prep.trainer.model
     quantized = {n: m for n, m in model.named_modules() if isinstance(m, bnb.nn.Linear4bit)}
@@ -326,7 +327,9 @@ def test_qlora_recipe_trains_adapter_only_and_ships_merged_weights(tmp_path, tin
 
     calls = count_layer_calls(model)
     prep.trainer.train()
-    assert calls[0] == 2 * 3  # checkpointing: the first layer ran twice per step
+    evaluated = [h["eval_loss"] for h in prep.trainer.state.log_history if "eval_loss" in h]
+    assert len(evaluated) == 2  # steps 2 and 3 (the end)
+    assert calls[0] == 2 * 3 + 2  # checkpointing: the first layer ran twice per step (+ once per evaluation)
     assert all(p.abs().sum() > 0 for p in lora_b.values()), "a LoRA layer got no gradient"  # B starts at zero
     assert all(torch.equal(frozen[n], m.weight) for n, m in quantized.items())
 

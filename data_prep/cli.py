@@ -180,6 +180,23 @@ def upload(
         typer.echo(f"{u.uri}  {u.examples} examples  {u.bytes} bytes  sha256={u.sha256_b64}  verified")
 
 
+@app.command("kendra-load")
+def kendra_load(
+    chunks: Annotated[Path, typer.Argument(help="Chunks JSONL from geoprep extract.")],
+    kendra_index_id: Annotated[str | None, typer.Option(help="Kendra index id to load the chunks into.")] = None,
+    region: Annotated[str | None, typer.Option(help="AWS region for Kendra.")] = None,
+    fields: Annotated[bool, typer.Option("--fields/--no-fields", help="Declare the index fields the retriever "
+                                         "reads (UpdateIndex); --no-fields only checks they exist.")] = True,
+    delete_stale: Annotated[bool, typer.Option(help="Delete documents loaded earlier whose chunk is gone.")] = False,
+) -> None:
+    """Load law chunks into an Amazon Kendra index with the attributes --retriever kendra reads (resumable)."""
+    from data_prep.kendra import kendra_load_command
+    from sft.console import setup_logging
+
+    setup_logging()
+    kendra_load_command(chunks, kendra_index_id, region, fields, delete_stale)
+
+
 @app.command()
 def pipeline(
     input_dir: Annotated[Path, typer.Argument(help="Folder of law PDFs/texts (e.g. examples/corpus).")],

@@ -28,6 +28,14 @@ from sft.files import write_json_atomic
 
 log = logging.getLogger(__name__)
 KENDRA_MAX_QUERY_WORDS = 30  # Retrieve API: QueryText "can contain at most 30 token words"
+# The Kendra document attributes that ``geoprep kendra-load`` writes and KendraRetriever reads: one contract.
+KENDRA_ATTR_JURISDICTION = "jurisdiction"
+KENDRA_ATTR_LAW_ID = "law_id"
+KENDRA_ATTR_CITATION = "citation"
+KENDRA_ATTR_PAGE = "page"
+KENDRA_ATTR_URI = "_source_uri"  # Kendra's own (reserved) fields from here on
+KENDRA_ATTR_LANGUAGE = "_language_code"
+KENDRA_ATTR_DATE = "_created_at"
 INDEX_FORMAT = 1
 
 
@@ -183,14 +191,14 @@ class KendraRetriever:
         return f"{self.index_id}:{self.language}"
 
     def _filter(self, jurisdiction: str | None) -> dict[str, Any]:
-        lang = {"EqualsTo": {"Key": "_language_code", "Value": {"StringValue": self.language}}}
+        lang = {"EqualsTo": {"Key": KENDRA_ATTR_LANGUAGE, "Value": {"StringValue": self.language}}}
         if not jurisdiction:
             return lang
         # Kendra has no prefix operator on strings: "US" becomes US OR US-CA OR US-FL ... over the
         # jurisdictions the registry knows (plus the one asked for), the same rule as the local index.
         wanted = jurisdiction.strip().upper()
         values = sorted({wanted, *(j for j in self.jurisdictions if jurisdiction_matches(j, wanted))})
-        terms = [{"EqualsTo": {"Key": "jurisdiction", "Value": {"StringValue": v}}} for v in values]
+        terms = [{"EqualsTo": {"Key": KENDRA_ATTR_JURISDICTION, "Value": {"StringValue": v}}} for v in values]
         jur = terms[0] if len(terms) == 1 else {"OrAllFilters": terms}
         return {"AndAllFilters": [lang, jur]}
 
@@ -222,16 +230,17 @@ def _attr_value(value: dict[str, Any]) -> Any:
 def _kendra_item(item: dict[str, Any]) -> LawContext:
     attrs = {a["Key"]: _attr_value(a["Value"]) for a in item.get("DocumentAttributes", [])}
     title = item.get("DocumentTitle") or attrs.get("title") or item.get("DocumentId", "")
-    uri = attrs.get("_source_uri") or item.get("DocumentURI")
-    page = attrs.get("page") or attrs.get("_excerpt_page_number")
-    law_id = str(attrs.get("law_id") or re.sub(r"[^a-z0-9]+", "_", str(title).lower()).strip("_") or "kendra")
-    date = attrs.get("date") or attrs.get("_created_at")
+    uri = attrs.get(KENDRA_ATTR_URI) or item.get("DocumentURI")
+    page = attrs.get(KENDRA_ATTR_PAGE) or attrs.get("_excerpt_page_number")
+    law_id = str(attrs.get(KENDRA_ATTR_LAW_ID) or re.sub(r"[^a-z0-9]+", "_", str(title).lower()).strip("_")
+                 or "kendra")
+    date = attrs.get("date") or attrs.get(KENDRA_ATTR_DATE)
     return LawContext(
         id=str(item.get("Id") or item.get("DocumentId")),
         law_id=law_id,
         title=str(attrs.get("law_title") or title),
-        citation=str(attrs.get("citation") or title),
-        jurisdiction=str(attrs.get("jurisdiction") or "UNKNOWN"),
+        citation=str(attrs.get(KENDRA_ATTR_CITATION) or title),
+        jurisdiction=str(attrs.get(KENDRA_ATTR_JURISDICTION) or "UNKNOWN"),
         date=str(date)[:10] if date else None,
         uri=uri,
         page=int(page) if page is not None else None,

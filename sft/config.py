@@ -29,6 +29,10 @@ def _f(default: Any, help: str, **kw: Any) -> Any:
     return field(default=default, metadata={"help": help, **kw})
 
 
+# Paths a SageMaker job's container derives from its channels and /opt/ml: never hyperparameters.
+CONTAINER_SET = ("data", "validation", "output", "checkpoint_dir")
+
+
 @dataclass
 class TrainConfig:
     # data and model
@@ -133,12 +137,13 @@ class TrainConfig:
         return cls.from_dict({**data, **(overrides or {})}, where=str(path))
 
     @classmethod
-    def from_hyperparameters(cls, hp: dict[str, Any]) -> TrainConfig:
-        """SageMaker hyperparameters (already decoded by OptMl). ``config`` may name a YAML in a channel."""
-        hp = dict(hp)
-        hp.pop("sagemaker_program", None)  # keys SageMaker's own tooling may add
-        hp = {k: v for k, v in hp.items() if not k.startswith("sagemaker_")}
-        return cls.from_dict(hp, where="hyperparameters.json")
+    def from_hyperparameters(cls, hp: dict[str, Any], *, where: str = "hyperparameters.json") -> TrainConfig:
+        """SageMaker hyperparameters (already decoded). The launcher runs this too, before paying for an instance."""
+        hp = {k: v for k, v in hp.items() if not k.startswith("sagemaker_")}  # keys SageMaker's own tooling adds
+        for key in CONTAINER_SET:
+            if key in hp:
+                raise UserError(f"{where}: '{key}' is set by the container from its channels; remove it")
+        return cls.from_dict(hp, where=where)
 
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)

@@ -63,9 +63,6 @@ def model_channel(opt: OptMl) -> str | None:
 
 def container_config(opt: OptMl) -> TrainConfig:
     hp = opt.hyperparameters()
-    for key in ("data", "validation", "output", "checkpoint_dir"):
-        if key in hp:
-            raise UserError(f"hyperparameter '{key}' is set by the container from its channels; remove it")
     config = TrainConfig.from_hyperparameters(hp)
     model = model_channel(opt)
     if model:

@@ -93,6 +93,12 @@ class LaunchConfig:
             raise UserError(f"--role {self.role!r}: expected an IAM role ARN")
         screen_secrets({k: str(v) for k, v in self.hyperparameters.items()}, "hyperparameter")
         screen_secrets(self.environment, "environment")
+        # What the container will decode and validate, checked here: a typo must not cost an instance start.
+        from sft.config import TrainConfig
+        from sft.sagemaker_env import decode_hyperparameter
+
+        TrainConfig.from_hyperparameters({k: decode_hyperparameter(v) for k, v in self.string_hyperparameters().items()},
+                                         where="--config/--hp")
 
     @property
     def checkpoint_uri(self) -> str:
@@ -124,7 +130,7 @@ def load_hyperparameters(config: Path | None, overrides: dict[str, str]) -> dict
             raise UserError(f"{config}: {e}") from None
         if loaded is not None and not isinstance(loaded, dict):
             raise UserError(f"{config}: expected a mapping of training config fields")
-        hp.update(loaded or {})
+        hp.update({k: v for k, v in (loaded or {}).items() if v is not None})  # null: the image's default
     hp.update(overrides)
     return hp
 

@@ -23,7 +23,7 @@ def run_cli(*args: str):
 
 def test_dry_run_prints_the_full_training_request(tmp_path):
     config = tmp_path / "train.yaml"
-    config.write_text("model: demo\nepochs: 2\nlearning_rate: 2.0e-4\nlora_target_modules: [q_proj, v_proj]\n")
+    config.write_text("model: demo\nepochs: 2\nlearning_rate: 2.0e-4\ntarget_modules: [q_proj, v_proj]\nlora_r: null\n")
     res = run_cli(
         "launch", "--dry-run", "--image", IMAGE, "--role", ROLE,
         "--train", "s3://geo-bkt/data/train", "--validation", "s3://geo-bkt/data/validation",
@@ -43,10 +43,10 @@ def test_dry_run_prints_the_full_training_request(tmp_path):
     assert stop["MaxWaitTimeInSeconds"] >= stop["MaxRuntimeInSeconds"] > 0
     assert req["CheckpointConfig"] == {"S3Uri": "s3://geo-bkt/runs/sft-test-1/checkpoints", "LocalPath": "/opt/ml/checkpoints"}
     assert req["OutputDataConfig"]["S3OutputPath"] == "s3://geo-bkt/runs"
-    # Hyperparameters: strings, --hp overrides the YAML, lists as JSON.
+    # Hyperparameters: strings, --hp overrides the YAML, lists as JSON, a YAML null leaves the image's default.
     hp = req["HyperParameters"]
     assert hp == {"model": "demo", "epochs": "3", "learning_rate": "0.0002",
-                  "lora_target_modules": '["q_proj", "v_proj"]', "hf_token_secret": "prod/hf-token"}  # fmt: skip
+                  "target_modules": '["q_proj", "v_proj"]', "hf_token_secret": "prod/hf-token"}  # fmt: skip
     # The secret goes by reference only.
     assert req["Environment"] == {"HF_TOKEN_SECRET_ARN": SECRET_ARN}
     assert {m["Name"] for m in req["AlgorithmSpecification"]["MetricDefinitions"]} >= {"train:loss", "eval:loss"}
@@ -74,6 +74,11 @@ def test_no_spot_and_model_channel_for_network_isolation():
         (["--hp", "note=AKIA" + "A" * 16], "credential"),
         (["--train", "/local/train.jsonl"], "s3://"),
         (["--max-wait-hours", "1"], "--max-wait"),
+        # What the container would refuse minutes into a paid job is refused before launching.
+        (["--hp", "lora_rank=16"], "--config/--hp: unknown setting 'lora_rank'"),
+        (["--hp", "data=s3://geo-bkt/other"], "'data' is set by the container"),
+        (["--hp", "model=deepseek-ai/deepseek-llm-8b-base"], "deepseek-llm-7b-base"),
+        (["--hp", "lora_r=eight"], "lora_r"),
     ],
 )
 def test_bad_input_is_refused_before_printing_anything(args, message):
@@ -179,3 +184,26 @@ def test_sdk_telemetry_is_opted_out_without_aws(monkeypatch):
     session = _get_default_sagemaker_session()
     assert resolve_value_from_config(config_path=TELEMETRY_OPT_OUT_PATH, default_value=False,
                                      sagemaker_session=session) is True
+
+
+@pytest.mark.parametrize(("config", "instance"), [("lora-7b-g5.yaml", "ml.g5.2xlarge"),
+                                                  ("qlora-7b-g4dn.yaml", "ml.g4dn.xlarge")])
+def test_bundled_configs_launch_and_fit_their_instance(config, instance):
+    """examples/configs: each is a valid job for the instance it names, by the same preflight users run."""
+    from pathlib import Path
+
+    from sft.config import TrainConfig
+    from sft.preflight import estimate, load_arch
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "configs" / config
+    assert instance in path.read_text()  # the file says where it is meant to run
+    res = run_cli("launch", "--dry-run", "--image", IMAGE, "--role", ROLE, "--train", "s3://geo-bkt/t",
+                  "--output", "s3://geo-bkt/o", "--config", str(path), "--instance-type", instance)
+    assert res.exit_code == 0, res.output
+    hp = json.loads(res.output)["CreateTrainingJob"]["HyperParameters"]
+    assert "null" not in hp.values()
+    cfg = TrainConfig.from_yaml(path)
+    checkpointing = cfg.gradient_checkpointing is not False  # null = on for CUDA
+    est = estimate(load_arch(cfg.model), instance, quantize=cfg.quantize, batch_size=cfg.batch_size,
+                   max_length=cfg.max_length, checkpointing=checkpointing)
+    assert est.fits, est

@@ -33,6 +33,9 @@ def setup_logging(verbose: bool = False) -> None:
         handlers=[RichHandler(console=Console(stderr=True), show_path=False)],
         force=True,
     )
+    # bitsandbytes (the qlora extra) warns on every CPU import that the optional `kernels` package is missing and
+    # then falls back to plain torch: noise in every CPU run, even without --quantize.
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 
 def run_app(app: typer.Typer, prog_name: str) -> None:

@@ -81,6 +81,7 @@ class BudgetReport:
     drop_reasons: Counter[str] = field(default_factory=Counter)
     context_items_dropped: int = 0
     longest_kept: int = 0
+    kept_tokens: int = 0
 
     def add(self, result: BudgetResult) -> None:
         self.counts[result.status] += 1
@@ -89,6 +90,12 @@ class BudgetReport:
             self.drop_reasons[result.reason] += 1
         if result.example is not None:
             self.longest_kept = max(self.longest_kept, result.total_tokens)
+            self.kept_tokens += result.total_tokens
+
+    @property
+    def mean_kept_tokens(self) -> float:
+        kept = self.counts[FIT] + self.counts[TRIMMED]
+        return self.kept_tokens / kept if kept else 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -99,4 +106,5 @@ class BudgetReport:
             "drop_reasons": dict(self.drop_reasons),
             "context_items_dropped": self.context_items_dropped,
             "longest_kept_tokens": self.longest_kept,
+            "mean_kept_tokens": round(self.mean_kept_tokens, 1),
         }

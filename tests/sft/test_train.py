@@ -268,13 +268,15 @@ def test_precision_checkpointing_and_quantization_follow_the_device(tmp_path, mo
     ampere, turing, cpu = train.Device(cuda=True, bf16=True), train.Device(cuda=True, bf16=False), train.Device(False, False)
     cfg = TrainConfig(model="demo", data="t.jsonl", quantize="4bit")
 
-    def settings(device, config=cfg):
+    def settings(device, config=cfg, mean_tokens=400.0):
         load = train.model_load_kwargs(config, device)
         args = train.trainer_arguments(config, device, checkpoint_dir=tmp_path, has_validation=True,
-                                       flash_attention=load.get("attn_implementation") == "flash_attention_2")
+                                       flash_attention=load.get("attn_implementation") == "flash_attention_2",
+                                       mean_tokens=mean_tokens)
         return load, args
 
     load, args = settings(ampere)
+    assert (args["per_device_train_batch_size"], args["gradient_accumulation_steps"]) == (4, 1)  # real batches
     q = load["quantization_config"]
     assert (q.load_in_4bit, q.bnb_4bit_quant_type, q.bnb_4bit_use_double_quant) == (True, "nf4", True)
     assert load["dtype"] == q.bnb_4bit_compute_dtype == torch.bfloat16 and load["device_map"] == {"": 1}
@@ -291,13 +293,24 @@ def test_precision_checkpointing_and_quantization_follow_the_device(tmp_path, mo
     assert load["dtype"] == load["quantization_config"].bnb_4bit_compute_dtype == torch.float32
     assert load["device_map"] == {"": "cpu"}
     assert (args["bf16"], args["fp16"], args["use_cpu"], args["gradient_checkpointing"]) == (False, False, True, False)
+    # CPU: one example per pass, accumulated to the batch (no pad token computed; TRL's flattening stays off),
+    # once examples are long enough to fill the matmuls alone; shorter ones are batched, padded and grouped.
+    assert (args["per_device_train_batch_size"], args["gradient_accumulation_steps"], args["padding_free"]) == (1, 4, False)
+    short = train.CPU_PER_EXAMPLE_MIN_TOKENS - 1
+    for config, mean_tokens in [(TrainConfig(model="demo", data="t.jsonl", padding_free=False, grad_accum=2), 400.0),
+                                (TrainConfig(model="demo", data="t.jsonl", grad_accum=2), short)]:
+        _, padded = settings(cpu, config, mean_tokens)
+        assert (padded["per_device_train_batch_size"], padded["gradient_accumulation_steps"]) == (4, 2)
+        assert padded["train_sampling_strategy"] == "group_by_length" and not padded["padding_free"]
+    _, forced = settings(cpu, TrainConfig(model="demo", data="t.jsonl", padding_free=True), short)
+    assert forced["per_device_train_batch_size"] == 1
     assert SFTConfig(**args).completion_only_loss and SFTConfig(**args).max_length is None  # the real object accepts it
 
     _, args = settings(ampere, TrainConfig(model="demo", data="t.jsonl", gradient_checkpointing=False))
     assert not args["gradient_checkpointing"]  # an explicit setting beats the device default
     # Forced padding-free without a varlen kernel would let flattened examples attend to each other: refused
     # before any weights are loaded.
-    with pytest.raises(UserError, match="padding_free needs flash attention"):
+    with pytest.raises(UserError, match="padding_free on a GPU needs flash attention"):
         settings(turing, TrainConfig(model="demo", data="t.jsonl", padding_free=True))
 
 
@@ -314,6 +327,7 @@ def test_qlora_recipe_trains_adapter_only_and_ships_merged_weights(tmp_path, tin
 
     cfg = _cfg(tmp_path, tiny_model_dir, quantize="4bit", gradient_checkpointing=True, max_steps=3,
                learning_rate=5e-2, warmup_ratio=0.0, lora_dropout=0.0, merge=True, save_steps=2,
+               padding_free=False,  # real batches, as on the GPU
                validation=str(write_examples(tmp_path / "val.jsonl", 2, seed=9)))  # evaluation mid-training
     prep = build_trainer(cfg)
     model = prep.trainer.model
@@ -341,3 +355,54 @@ def test_qlora_recipe_trains_adapter_only_and_ships_merged_weights(tmp_path, tin
     ids = tok("### Response:\n", return_tensors="pt")["input_ids"]
     with torch.no_grad():
         assert torch.allclose(merged(ids).logits, adapter(ids).logits, atol=1e-4)
+
+
+def test_one_example_per_pass_on_cpu_makes_the_padded_batch_step(tmp_path, tiny_model_dir):
+    """CPU (the default for examples of 256+ tokens): each example runs alone (no pad token computed) and the
+    gradients are accumulated to the batch. The optimizer sees the same gradient as from one padded batch of the
+    same examples (the loss is the mean over all the batch's answer tokens, not a mean of per-example means)."""
+    import torch
+    from transformers import TrainerCallback, set_seed
+
+    from sft.fast_dropout import FastDropout
+    from sft.train import build_trainer
+
+    data = write_examples(tmp_path / "t4.jsonl", 4, seed=1)  # 4 lengths: the padded batch has padding
+
+    def one_step(padding_free: bool) -> tuple[dict, list, object]:
+        grads, passes = {}, []
+
+        class Grab(TrainerCallback):
+            def on_pre_optimizer_step(self, args, state, control, model=None, **kw):
+                grads.update({n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad})
+
+        set_seed(0)
+        trainer = build_trainer(_cfg(tmp_path, tiny_model_dir, data=str(data), output=str(tmp_path / str(padding_free)),
+                                     max_steps=1, lora_dropout=0.1, padding_free=padding_free)).trainer
+        drops = [d for m in trainer.model.modules() if isinstance(getattr(m, "lora_dropout", None), torch.nn.ModuleDict)
+                 for d in m.lora_dropout.values()]
+        assert drops and all(type(d) is FastDropout for d in drops)  # installed on CPU
+        for d in drops:  # off for this comparison: the masks would differ between the runs
+            d.p = 0.0
+        trainer.args.max_grad_norm = 0  # compare raw gradients, not clipped ones
+        trainer.add_callback(Grab())
+        hook = trainer.model.get_input_embeddings().register_forward_hook(
+            lambda m, i, o: passes.append(tuple(i[0].shape)))
+        with torch.no_grad():  # a non-zero LoRA B, so that lora_A gets gradients too
+            for n, p in trainer.model.named_parameters():
+                if "lora_B" in n:
+                    p.copy_(torch.randn(p.shape, generator=torch.Generator().manual_seed(len(n))) * 0.1)
+        trainer.train()
+        hook.remove()
+        return grads, passes, trainer
+
+    alone, alone_passes, trainer = one_step(True)
+    batched, batched_passes, _ = one_step(False)
+    lengths = sorted(len(row["input_ids"]) for row in trainer.train_dataset)
+    assert len(set(lengths)) > 1
+    assert sorted(s[1] for s in alone_passes) == lengths and all(s[0] == 1 for s in alone_passes)  # no padding
+    assert batched_passes == [(4, lengths[-1])]  # one padded batch
+    assert alone.keys() == batched.keys() and len(alone) > 0
+    assert all(g.abs().sum() > 0 for g in alone.values())
+    for n, g in alone.items():
+        torch.testing.assert_close(g, batched[n], rtol=1e-4, atol=1e-7, msg=n)

@@ -338,8 +338,9 @@ def trainer_arguments(config: TrainConfig, device: Device, *, checkpoint_dir: Pa
     # small. CPU: one example per forward pass, accumulated up to batch_size, once examples are long enough to fill
     # the cores' matmuls on their own (SDPA then also takes its causal path, with no mask). The loss is unchanged:
     # the Trainer counts the answer tokens of all accumulated passes and divides by that total.
-    padding_free = config.padding_free is not False and (flash_attention or not device.cuda)
-    per_example = padding_free and not device.cuda and (
+    allowed = config.padding_free is not False
+    flatten = allowed and device.cuda and flash_attention
+    per_example = allowed and not device.cuda and (
         config.padding_free is True or mean_tokens >= CPU_PER_EXAMPLE_MIN_TOKENS)
     strategy = "steps" if config.save_steps else "epoch"
     return dict(
@@ -362,8 +363,10 @@ def trainer_arguments(config: TrainConfig, device: Device, *, checkpoint_dir: Pa
         # The budget already made every example fit; TRL must never truncate (it would cut the answer).
         max_length=None,
         completion_only_loss=True,
-        padding_free=padding_free and device.cuda,
-        train_sampling_strategy="random" if per_example else "group_by_length",
+        padding_free=flatten,
+        # Length-grouped order in both batching modes: the sampler groups batch_size x accumulation examples, so
+        # one example per pass sees exactly the steps a padded batch would (only how a step is computed changes).
+        train_sampling_strategy="group_by_length",
         eval_strategy=strategy if has_validation else "no",
         save_strategy=strategy,
         eval_steps=config.save_steps or None,

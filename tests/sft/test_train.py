@@ -296,6 +296,7 @@ def test_precision_checkpointing_and_quantization_follow_the_device(tmp_path, mo
     # CPU: one example per pass, accumulated to the batch (no pad token computed; TRL's flattening stays off),
     # once examples are long enough to fill the matmuls alone; shorter ones are batched, padded and grouped.
     assert (args["per_device_train_batch_size"], args["gradient_accumulation_steps"], args["padding_free"]) == (1, 4, False)
+    assert args["train_sampling_strategy"] == "group_by_length"  # groups of 1 x 4: the padded batches' steps
     short = train.CPU_PER_EXAMPLE_MIN_TOKENS - 1
     for config, mean_tokens in [(TrainConfig(model="demo", data="t.jsonl", padding_free=False, grad_accum=2), 400.0),
                                 (TrainConfig(model="demo", data="t.jsonl", grad_accum=2), short)]:

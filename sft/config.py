@@ -63,11 +63,11 @@ class TrainConfig:
     # speed / memory
     gradient_checkpointing: bool | None = _f(None, "Recompute activations (default: on for CUDA, off on CPU).")
     fast_dropout: bool = _f(True, "On CPU, draw LoRA dropout masks from 16-bit random slices (same distribution "
-                                  "up to p in steps of 1/65536; ~15% faster steps than torch's per-element draws).")
-    padding_free: bool | None = _f(None, "Compute no pad tokens (default on where it is possible: on CPU one example per "
-                                         "forward pass, accumulated to batch_size; on a GPU flattened batches, which "
-                                         "need flash attention (Ampere+ and flash-attn; refused without). False: "
-                                         "dynamic padding with length-grouped batches.")
+                                  "up to p in steps of 1/65536; ~12% faster steps than torch's per-element draws).")
+    padding_free: bool | None = _f(None, "Compute no pad tokens. Default: on a CPU, one example per forward pass "
+                                         "(accumulated to batch_size) when examples average 256+ tokens; on a GPU, "
+                                         "flattened batches where flash attention runs (Ampere+ and flash-attn; True "
+                                         "is refused without it). False: dynamic padding, length-grouped batches.")
     # evaluation and checkpoints
     eval_sample: int = _f(16, "Validation examples to generate answers for at each evaluation (0: off).")
     max_new_tokens: int = _f(96, "Generation budget for those answers.")

@@ -5,7 +5,7 @@
 
 Workloads (--data, comma-separated; default both of the first two), each a seeded sample of --examples:
   features  the seed's data shape: the bundled features as "Feature: name / Description: ...", no retrieved law
-            text (what the reference trained on); short and variable, 60-150 tokens of a 512 budget;
+            text, as in the seed's training files; variable, ~200 tokens of a 512 budget with the instruction;
   geoprep   our own training data (``geoprep pipeline examples/corpus --tokenizer demo``, run here into a temp dir):
             feature + glossary + retrieved law context, trimmed to fit 512, so ~445 tokens on average, ~85% prompt;
   synthetic the contract's sample examples (1-4 law-context items of 10-120 words), or FILE: any train.jsonl.

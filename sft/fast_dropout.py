@@ -14,6 +14,7 @@ CUDA keeps torch's fused dropout kernel, which is already cheap.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -43,14 +44,19 @@ class FastDropout(nn.Dropout):
         return x * keep.to(x.dtype).mul_(self.scale)
 
 
+def lora_dropouts(model: Any) -> Iterator[tuple[nn.Module, nn.ModuleDict]]:
+    """Each LoRA layer of a PEFT model with its per-adapter dropout modules."""
+    for module in model.modules():
+        dropouts = getattr(module, "lora_dropout", None)
+        if isinstance(dropouts, nn.ModuleDict):
+            yield module, dropouts
+
+
 def install_fast_lora_dropout(model: Any) -> int:
     """Swap every LoRA dropout of a PEFT model on CPU for :class:`FastDropout`; return how many were swapped."""
     swapped = 0
-    for module in model.modules():
-        dropouts = getattr(module, "lora_dropout", None)
-        if not isinstance(dropouts, nn.ModuleDict):
-            continue
-        weight = next((p for p in module.parameters()), None)
+    for layer, dropouts in lora_dropouts(model):
+        weight = next(layer.parameters(), None)
         if weight is None or weight.device.type != "cpu":
             continue
         for name, dropout in dropouts.items():

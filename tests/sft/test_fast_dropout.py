@@ -6,7 +6,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from sft.fast_dropout import FastDropout, install_fast_lora_dropout  # noqa: E402
+from sft.fast_dropout import FastDropout, install_fast_lora_dropout, lora_dropouts  # noqa: E402
 
 
 def test_masks_have_dropouts_distribution_and_gradient():
@@ -43,9 +43,8 @@ def test_swaps_every_lora_dropout_of_a_cpu_peft_model(tiny_model_dir):
 
     model, _ = load_model_and_tokenizer(tiny_model_dir)
     model = get_peft_model(model, LoraConfig(r=4, lora_dropout=0.1, target_modules="all-linear", task_type="CAUSAL_LM"))
-    n_lora = sum(1 for m in model.modules() if isinstance(getattr(m, "lora_dropout", None), torch.nn.ModuleDict))
+    n_lora = len(list(lora_dropouts(model)))
     assert install_fast_lora_dropout(model) == n_lora == 2 * 7  # 2 layers x (q, k, v, o, gate, up, down)
-    drops = [d for m in model.modules() if isinstance(getattr(m, "lora_dropout", None), torch.nn.ModuleDict)
-             for d in m.lora_dropout.values()]
+    drops = [d for _, dropouts in lora_dropouts(model) for d in dropouts.values()]
     assert all(type(d) is FastDropout and d.p == 0.1 and d.training for d in drops)
     assert install_fast_lora_dropout(model) == 0  # idempotent

@@ -365,7 +365,7 @@ def test_one_example_per_pass_on_cpu_makes_the_padded_batch_step(tmp_path, tiny_
     import torch
     from transformers import TrainerCallback, set_seed
 
-    from sft.fast_dropout import FastDropout
+    from sft.fast_dropout import FastDropout, lora_dropouts
     from sft.train import build_trainer
 
     data = write_examples(tmp_path / "t4.jsonl", 4, seed=1)  # 4 lengths: the padded batch has padding
@@ -380,8 +380,7 @@ def test_one_example_per_pass_on_cpu_makes_the_padded_batch_step(tmp_path, tiny_
         set_seed(0)
         trainer = build_trainer(_cfg(tmp_path, tiny_model_dir, data=str(data), output=str(tmp_path / str(padding_free)),
                                      max_steps=1, lora_dropout=0.1, padding_free=padding_free)).trainer
-        drops = [d for m in trainer.model.modules() if isinstance(getattr(m, "lora_dropout", None), torch.nn.ModuleDict)
-                 for d in m.lora_dropout.values()]
+        drops = [d for _, dropouts in lora_dropouts(trainer.model) for d in dropouts.values()]
         assert drops and all(type(d) is FastDropout for d in drops)  # installed on CPU
         for d in drops:  # off for this comparison: the masks would differ between the runs
             d.p = 0.0

@@ -30,7 +30,7 @@ RUN python3 -m pip install --no-cache-dir --no-deps --no-build-isolation . && rm
 COPY container/ /opt/geocomply/bin/
 # Ahead of anything the base ships under the same names (the DLC has its own `train`/`serve`).
 ENV PATH=/opt/geocomply/bin:${PATH}
-WORKDIR /opt/ml
+WORKDIR /opt/geocomply
 # The DLC's ENTRYPOINT (bash start_with_right_hostname.sh) runs `train` as a child of bash, which does not
 # forward SIGTERM; clear it so `train`/`serve` are PID 1. (Its hostname shim only matters for multi-node
 # jobs whose libraries resolve the host name; this image trains on one instance.)

@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def corpus_context() -> list:
-    from sft.contract import LawContext
+    from sft.core.contract import LawContext
 
     laws = sorted((REPO / "examples" / "corpus" / "laws").glob("*.txt"))[:3]
     out = []
@@ -42,9 +42,9 @@ def main() -> None:
 
     import torch
 
-    from sft.contract import Feature
-    from sft.decoding import DecodeConfig
-    from sft.inference import Predictor
+    from sft.core.contract import Feature
+    from sft.inference.decoding import DecodeConfig
+    from sft.inference.predictor import Predictor
     from sft.testing import build_tiny_model
 
     torch.manual_seed(0)

@@ -19,9 +19,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from data_prep.chunks import read_chunks
 from data_prep.extract import run_extract
-from data_prep.retrieval import CachedRetriever, LocalRetriever, build_local_index
+from sft.core.chunks import read_chunks
+from sft.core.retrieval import CachedRetriever, LocalRetriever, build_local_index
 
 QUERIES = [
     "age verification before a minor opens a social media account",

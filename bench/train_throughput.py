@@ -16,9 +16,9 @@ of the FLOPs per position, as in real small models); 'tiny' is the tests' tiny L
     labels = input ids (loss on the prompt and the padding too, so the model projects all 512 positions through
     the full-vocabulary LM head), gradient checkpointing on (verified: the first layer runs twice per step), PEFT's
     own dropout;
-(ii) ours (sft.train.build_trainer, CPU defaults): one example per forward pass accumulated to the batch (no pad
+(ii) ours (sft.training.train.build_trainer, CPU defaults): one example per forward pass accumulated to the batch (no pad
     token computed), loss on the answer only with only the answer positions projected through the LM head, no
-    checkpointing on CPU, LoRA dropout masks from 16-bit random slices (sft/fast_dropout.py).
+    checkpointing on CPU, LoRA dropout masks from 16-bit random slices (sft/training/fast_dropout.py).
 --ablate adds ours with padded length-grouped batches and torch's dropout (this project's way before both).
 
 Both train one epoch with LoRA (same r, targets, optimizer, learning rate, batch size, examples). Prints useful
@@ -83,7 +83,7 @@ def workload(name: str, tmp: Path, n: int, seed: int) -> Path:
 
 def seed_shaped(line: str) -> str:
     """The same example as the seed shaped it: the feature's name and description, no glossary or law text."""
-    from sft.contract import Example, PromptInput
+    from sft.core.contract import Example, PromptInput
 
     ex = Example.model_validate_json(line)
     feature = PromptInput.parse(ex.input).feature
@@ -110,7 +110,7 @@ def body_params(model) -> int:
 
 def run_ours(cfg) -> tuple[float, list[tuple[int, int, int]], object, float]:
     from sft.testing import count_layer_calls
-    from sft.train import build_trainer
+    from sft.training.train import build_trainer
 
     trainer = build_trainer(cfg).trainer
     calls = count_layer_calls(trainer.model)
@@ -159,8 +159,8 @@ def run_reference(cfg, rows) -> tuple[float, list[tuple[int, int, int]], float]:
 def measure(cfg, data: Path, repeats: int, ablate: bool) -> dict[str, object]:
     """Alternate the ways and keep each one's best of ``repeats``: the first run in a process pays one-off warm-up,
     and on a shared machine other work only ever makes a run slower."""
-    from sft.data import prepare_split
     from sft.models import load_tokenizer, resolve
+    from sft.training.data import prepare_split
 
     cfg = replace(cfg, data=str(data))
     tok = load_tokenizer(resolve(cfg.model))
@@ -198,7 +198,7 @@ def main() -> None:
 
     import torch
 
-    from sft.config import TrainConfig
+    from sft.training.config import TrainConfig
 
     torch.manual_seed(0)
     results = {}

@@ -25,11 +25,13 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from sft.sagemaker.env import BIND_PORT_ENV, DEFAULT_PORT, USER_CONFIG_ENV, OptMl
+
 HERE = Path(__file__).resolve().parent
 
 # Hyperparameters for a CPU job of a minute or two (TrainConfig field names, as strings like SageMaker's).
 HYPERPARAMETERS = {
-    "model": "/opt/ml/input/data/model",
+    "model": str(OptMl.in_container().channel("model")),
     "max_steps": "4",
     "batch_size": "2",
     "max_length": "256",
@@ -62,7 +64,7 @@ def train_local(image: str, instance: str, work: Path, channels: dict[str, Path]
     from sagemaker.train.model_trainer import Mode
 
     # Local mode needs no AWS: no telemetry calls to it either (container/sagemaker_config.yaml).
-    os.environ.setdefault("SAGEMAKER_USER_CONFIG_OVERRIDE", str(HERE / "sagemaker_config.yaml"))
+    os.environ.setdefault(USER_CONFIG_ENV, str(HERE / "sagemaker_config.yaml"))
     # docker-compose names the project after this directory: a unique name keeps runs (and their stopped
     # containers) apart, and the containers are removed afterwards.
     # Absolute paths: docker-compose reads a relative volume path as the name of a volume.
@@ -91,24 +93,20 @@ def train_local(image: str, instance: str, work: Path, channels: dict[str, Path]
 
 
 def train_direct(work: Path, channels: dict[str, Path], hp: dict[str, str]) -> Path:
-    """The same job without Docker: ``container/train`` on the host against an /opt/ml layout under ``work``
-    (GEOCOMPLY_OPT_ML), then model/ packed into model.tar.gz as SageMaker does."""
-    root = work / "opt_ml"
-    shutil.rmtree(root, ignore_errors=True)
-    (root / "input" / "config").mkdir(parents=True)
-    (root / "input" / "config" / "hyperparameters.json").write_text(json.dumps(hp))
-    for name, src in channels.items():
-        shutil.copytree(src, root / "input" / "data" / name)
-    env = dict(os.environ, GEOCOMPLY_OPT_ML=str(root))
-    res = subprocess.run([sys.executable, str(HERE / "train")], env=env)
+    """The same job without Docker: ``container/train`` on the host against a SageMaker container layout
+    under ``work``, then the model directory packed into model.tar.gz as SageMaker does."""
+    opt = OptMl(work / "opt_ml")
+    shutil.rmtree(opt.root, ignore_errors=True)
+    opt.write_training_inputs(channels, hp)
+    res = subprocess.run([sys.executable, str(HERE / "train")], env=opt.env())
     if res.returncode != 0:
-        failure = root / "output" / "failure"
+        failure = opt.failure_file
         reason = failure.read_text() if failure.is_file() else "(no failure file)"
         raise SystemExit(f"local_mode: error: train exited {res.returncode}: {reason}")
-    tarball = root / "output" / "model.tar.gz"
+    tarball = opt.output_dir / "model.tar.gz"
     tarball.parent.mkdir(parents=True, exist_ok=True)
     with tarfile.open(tarball, "w:gz") as tar:
-        for p in sorted((root / "model").iterdir()):
+        for p in sorted(opt.model_dir.iterdir()):
             tar.add(p, arcname=p.name)
     return tarball
 
@@ -126,11 +124,11 @@ def http(url: str, data: bytes | None = None, timeout: float = 120) -> tuple[int
 
 
 def start_container(image: str, model_dir: Path) -> tuple[int, Any, Any]:
-    """``docker run IMAGE serve`` with the artefacts at /opt/ml/model, published on 127.0.0.1 only."""
+    """``docker run IMAGE serve`` with the artefacts where an endpoint has them, published on 127.0.0.1 only."""
     port = free_port()
     cid = subprocess.check_output([
-        "docker", "run", "-d", "--rm", "-p", f"127.0.0.1:{port}:8080",
-        "-v", f"{model_dir.resolve()}:/opt/ml/model:ro", image, "serve",
+        "docker", "run", "-d", "--rm", "-p", f"127.0.0.1:{port}:{DEFAULT_PORT}",
+        "-v", f"{model_dir.resolve()}:{OptMl.in_container().model_dir}:ro", image, "serve",
     ], text=True).strip()  # fmt: skip
 
     def logs() -> str:
@@ -141,15 +139,14 @@ def start_container(image: str, model_dir: Path) -> tuple[int, Any, Any]:
 
 
 def start_direct(model_dir: Path, work: Path) -> tuple[int, Any, Any]:
-    """``container/serve`` as a host process, with the same /opt/ml layout under ``work``."""
-    root = work / "serve_opt_ml"
-    root.mkdir(parents=True, exist_ok=True)
-    link = root / "model"
-    if not link.exists():
-        link.symlink_to(model_dir.resolve())
+    """``container/serve`` as a host process, with the same container layout under ``work``."""
+    opt = OptMl(work / "serve_opt_ml")
+    opt.root.mkdir(parents=True, exist_ok=True)
+    if not opt.model_dir.exists():
+        opt.model_dir.symlink_to(model_dir.resolve())
     port = free_port()
     log = open(work / "serve.log", "w")  # noqa: SIM115 (closed by stop)
-    env = dict(os.environ, GEOCOMPLY_OPT_ML=str(root), SAGEMAKER_BIND_TO_PORT=str(port))
+    env = {**opt.env(), BIND_PORT_ENV: str(port)}
     proc = subprocess.Popen([sys.executable, str(HERE / "serve")], env=env, stdout=log, stderr=subprocess.STDOUT)
 
     def stop() -> None:

@@ -10,7 +10,7 @@ law per example (the obligation's law for positives, the best-ranked applicable 
 * ambiguous -> NEI; business -> No Geo-Compliance Needed; imported -> the user's label (unlabelled dropped).
 
 Then QC: citation validation (drop if the cited text is not in the context), near-duplicate removal, the
-optional token budget (sft.budget), class balance (NEI share), a deterministic split grouped by source
+optional token budget (sft.core.budget), class balance (NEI share), a deterministic split grouped by source
 obligation, and a report. Every stage is deterministic for a seed, so re-running yields the same files.
 """
 
@@ -26,7 +26,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from data_prep.context import SEARCH_K, SNIPPET_CHARS, TOP_K, cut_snippet, select_context
 from data_prep.features import (
     AMBIGUOUS,
     BUSINESS,
@@ -39,11 +38,12 @@ from data_prep.features import (
     positive_reason,
     region_name,
 )
-from data_prep.glossary import Glossary
 from data_prep.mine import Obligation
-from sft.contract import Answer, Example, Label, LawContext, PromptInput
-from sft.errors import UserError
-from sft.files import write_json_atomic, write_jsonl_atomic, write_text_atomic
+from sft.core.context import SEARCH_K, SNIPPET_CHARS, TOP_K, cut_snippet, select_context
+from sft.core.contract import Answer, Example, Label, LawContext, PromptInput
+from sft.core.errors import UserError
+from sft.core.files import write_json_atomic, write_jsonl_atomic, write_text_atomic
+from sft.core.glossary import Glossary
 
 log = logging.getLogger(__name__)
 
@@ -348,7 +348,7 @@ def split_of(group: str, seed: int, fraction: float) -> str:
 
 
 def apply_budget(cands: list[Candidate], tokenizer: Any, max_length: int, drops: Counter) -> tuple[list[Candidate], dict]:
-    from sft.budget import BudgetReport, fit_to_budget
+    from sft.core.budget import BudgetReport, fit_to_budget
 
     report = BudgetReport(max_length)
     kept: list[Candidate] = []

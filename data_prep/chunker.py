@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from data_prep.registry import LawEntry
-from sft.contract import LawContext
+from sft.core.contract import LawContext
 
 MAX_CHARS = 1500  # ~350 tokens: leaves room for the feature, glossary and other chunks in 512
 _EU_ARTICLE = re.compile(r"^Article (\d+[a-z]?)$")

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from sft.console import new_app, run_app
+from sft.core.console import new_app, run_app
 
 app = new_app("Turn regulation PDFs into grounded, QC-checked training data for geosft.")
 
@@ -23,7 +23,7 @@ def glossary(
     text: Annotated[str, typer.Argument(help="Feature text whose abbreviations should be explained.")],
 ) -> None:
     """Show which glossary terms a feature text uses (what goes into the prompt's glossary notes)."""
-    from data_prep.glossary import Glossary
+    from sft.core.glossary import Glossary
 
     for term, definition in Glossary.load(path).notes_for(text).items():
         typer.echo(f"{term}: {definition}")
@@ -40,7 +40,7 @@ def extract(
 ) -> None:
     """Extract law PDFs/texts into article/section-sized law chunks (resumable; bad files reported)."""
     from data_prep.extract import report_path, run_extract
-    from sft.console import setup_logging
+    from sft.core.console import setup_logging
 
     setup_logging()
     report = run_extract(input_dir, out, registry_file=registry, workers=workers)
@@ -59,7 +59,7 @@ def index(
     ),
 ) -> None:
     """Build the local BM25 index over law chunks."""
-    from data_prep.retrieval import build_local_index
+    from sft.core.retrieval import build_local_index
 
     n = build_local_index(chunks, out)
     typer.echo(f"indexed {n} chunks -> {out}")
@@ -80,10 +80,12 @@ def search(
     from rich.console import Console
     from rich.table import Table
 
-    from data_prep.retrieval import open_retriever
+    from data_prep.registry import load_registry
+    from sft.core.retrieval import open_retriever
 
     r = open_retriever(retriever, index_dir=index, kendra_index_id=kendra_index_id, cache_path=cache,
-                       region=region)
+                       region=region,
+                       jurisdictions=load_registry().jurisdictions())
     hits = r.search(query, k=k, jurisdiction=jurisdiction)
     if not hits:
         typer.echo("no matching law text (BM25 matches words: try the law's own terms, e.g. 'minors', "
@@ -103,7 +105,7 @@ def mine(
         help="Extra law registry YAML; a law's 'topics' limit what it can ground (none listed: all).")] = None,
 ) -> None:
     """Mine obligations (shall/must/may not ... about online services) from law chunks, tagged by topic."""
-    from data_prep.prep_cli import mine_command
+    from data_prep.commands import mine_command
 
     mine_command(chunks, out, registry)
 
@@ -117,7 +119,7 @@ def features(
     seed: Annotated[int, typer.Option(help="Seed for template choice (same seed, same features).")] = 0,
 ) -> None:
     """Generate product-style feature specs: positives from obligations, plus NEI and no-compliance negatives."""
-    from data_prep.prep_cli import features_command
+    from data_prep.commands import features_command
 
     features_command(obligations, out, per_law or None, per_obligation, seed)
 
@@ -131,7 +133,7 @@ def import_(
     skip_bad: Annotated[bool, typer.Option(help="Report bad rows (file:line) and go on.")] = False,
 ) -> None:
     """Import your own features so build enriches them with retrieved law context."""
-    from data_prep.prep_cli import import_command
+    from data_prep.commands import import_command
 
     import_command(path, out, append, skip_bad)
 
@@ -158,7 +160,7 @@ def build(
 ) -> None:
     """Assemble grounded examples, run QC (citations, near-duplicates, balance, budget) and split them."""
     from data_prep.build import BuildConfig
-    from data_prep.prep_cli import build_command
+    from data_prep.commands import build_command
 
     cfg = BuildConfig(top_k=top_k, nei_share=nei_share, validation_fraction=validation_fraction, seed=seed,
                       max_length=max_length if tokenizer else None)
@@ -191,7 +193,7 @@ def kendra_load(
 ) -> None:
     """Load law chunks into an Amazon Kendra index with the attributes --retriever kendra reads (resumable)."""
     from data_prep.kendra import kendra_load_command
-    from sft.console import setup_logging
+    from sft.core.console import setup_logging
 
     setup_logging()
     kendra_load_command(chunks, kendra_index_id, region, fields, delete_stale)
@@ -216,8 +218,8 @@ def pipeline(
 ) -> None:
     """extract -> index -> mine -> features -> build in one resumable command (finished stages are skipped)."""
     from data_prep.build import BuildConfig
+    from data_prep.commands import pipeline_command
     from data_prep.pipeline import PipelineConfig
-    from data_prep.prep_cli import pipeline_command
 
     cfg = PipelineConfig(
         input_dir=input_dir, out_dir=out, retriever=retriever, kendra_index_id=kendra_index_id, region=region,

@@ -18,11 +18,11 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from data_prep.chunks import read_chunks, write_chunks
 from data_prep.registry import REGISTER_HINT, LawEntry, load_registry
-from sft.contract import LawContext
-from sft.errors import UserError
-from sft.files import write_json_atomic
+from sft.core.chunks import read_chunks, write_chunks
+from sft.core.contract import LawContext
+from sft.core.errors import UserError
+from sft.core.files import write_json_atomic
 
 log = logging.getLogger(__name__)
 SUFFIXES = (".pdf", ".txt")

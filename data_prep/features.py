@@ -24,8 +24,8 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from data_prep.mine import Obligation
-from sft.contract import ContractError, Feature, Label, iter_jsonl, read_records
-from sft.files import write_jsonl_atomic
+from sft.core.contract import ContractError, Feature, Label, iter_jsonl, read_records
+from sft.core.files import write_jsonl_atomic
 
 POSITIVE, UNCOVERED, AMBIGUOUS, BUSINESS, IMPORTED = "positive", "uncovered", "ambiguous", "business", "imported"
 

@@ -1,7 +1,7 @@
 """``geoprep kendra-load``: put geoprep's law chunks into an Amazon Kendra index, shaped for KendraRetriever.
 
 One chunk is one Kendra document (``Id`` = chunk id, the law text as a PLAIN_TEXT blob) carrying the
-attributes :func:`data_prep.retrieval._kendra_item` reads back (names defined once, in retrieval.py):
+attributes :func:`sft.core.retrieval._kendra_item` reads back (names defined once, in retrieval.py):
 ``jurisdiction``, ``law_id``, ``citation``, ``page`` (custom index fields, declared here by
 :func:`ensure_index_fields`) plus Kendra's own ``_source_uri``, ``_language_code`` and ``_created_at``.
 
@@ -31,8 +31,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from data_prep.chunks import read_chunks
-from data_prep.retrieval import (
+from sft.core.chunks import read_chunks
+from sft.core.contract import LawContext
+from sft.core.errors import UserError
+from sft.core.files import write_json_atomic
+from sft.core.retrieval import (
     KENDRA_ATTR_CITATION,
     KENDRA_ATTR_DATE,
     KENDRA_ATTR_JURISDICTION,
@@ -41,9 +44,6 @@ from data_prep.retrieval import (
     KENDRA_ATTR_PAGE,
     KENDRA_ATTR_URI,
 )
-from sft.contract import LawContext
-from sft.errors import UserError
-from sft.files import write_json_atomic
 
 log = logging.getLogger(__name__)
 

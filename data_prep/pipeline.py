@@ -19,11 +19,11 @@ from typing import Any
 
 from data_prep.build import BuildConfig, BuildResult, build, write_outputs
 from data_prep.features import generate, import_features, read_features, write_features
-from data_prep.glossary import Glossary
 from data_prep.mine import mine, read_obligations, write_obligations
 from data_prep.registry import BUNDLED, load_registry
-from sft.errors import UserError
-from sft.files import write_json_atomic
+from sft.core.errors import UserError
+from sft.core.files import write_json_atomic
+from sft.core.glossary import Glossary
 
 log = logging.getLogger(__name__)
 
@@ -98,12 +98,13 @@ class Stages:
 
 
 def open_pipeline_retriever(cfg: PipelineConfig, index_dir: Path, kendra_client: Any = None) -> Any:
-    from data_prep import retrieval
+    from sft.core import retrieval
 
     if cfg.retriever == "local":
         return retrieval.LocalRetriever(index_dir)
     inner = retrieval.KendraRetriever(cfg.kendra_index_id, client=kendra_client, region=cfg.region,
-                                      page_size=min(100, cfg.build.search_k))
+                                      page_size=min(100, cfg.build.search_k),
+                                      jurisdictions=load_registry(cfg.registry).jurisdictions())
     # Cached: a resumed or repeated build does not pay for the same Kendra queries twice.
     return retrieval.CachedRetriever(inner, cfg.out_dir / "kendra_cache.sqlite")
 
@@ -119,8 +120,8 @@ def run_pipeline(
     cfg: PipelineConfig, *, kendra_client: Any = None, progress: bool = True
 ) -> tuple[BuildResult | None, dict[str, bool]]:
     """Run all stages; returns the build result (None if the build was up to date) and which stages ran."""
-    from data_prep.chunks import read_chunks
     from data_prep.extract import run_extract
+    from sft.core.chunks import read_chunks
 
     out = cfg.out_dir
     out.mkdir(parents=True, exist_ok=True)
@@ -130,15 +131,15 @@ def run_pipeline(
     ran: dict[str, bool] = {}
     ran["extract"] = stages.run(
         "extract", [file_digest(cfg.input_dir), str(cfg.registry and file_digest(cfg.registry)), file_digest(BUNDLED),
-                    code_digest("data_prep.extract", "data_prep.pdftext", "data_prep.chunker", "data_prep.chunks",
+                    code_digest("data_prep.extract", "data_prep.pdftext", "data_prep.chunker", "sft.core.chunks",
                                 "data_prep.registry")], [chunks_path],
         lambda: run_extract(cfg.input_dir, chunks_path, cfg.registry, progress=progress),
     )
     chunks_stamp = file_digest(chunks_path)
     if cfg.retriever == "local":
-        from data_prep.retrieval import build_local_index
+        from sft.core.retrieval import build_local_index
 
-        ran["index"] = stages.run("index", [chunks_stamp, code_digest("data_prep.retrieval")], [index_dir],
+        ran["index"] = stages.run("index", [chunks_stamp, code_digest("sft.core.retrieval")], [index_dir],
                                   lambda: build_local_index(chunks_path, index_dir))
     registry = load_registry(cfg.registry)
     # The laws' allowed topics are part of the key: editing them in a registry re-mines.
@@ -177,8 +178,8 @@ def run_pipeline(
     ran["build"] = stages.run(
         "build", [file_digest(features_path), obligations_stamp, chunks_stamp, asdict(cfg.build), cfg.tokenizer,
                   cfg.retriever, cfg.kendra_index_id, str(cfg.glossary and file_digest(cfg.glossary)),
-                  code_digest("data_prep.build", "data_prep.context", "data_prep.glossary", "sft.contract",
-                              "sft.budget")],
+                  code_digest("data_prep.build", "sft.core.context", "sft.core.glossary", "sft.core.contract",
+                              "sft.core.budget")],
         [out / "train.jsonl", out / "validation.jsonl", out / "qc_report.json"], _build,
     )
     return result.get("r"), ran
@@ -189,7 +190,7 @@ def run_build(
     out_dir: Path, *, glossary: Glossary | None = None, tokenizer: Any = None, progress: bool = True,
 ) -> BuildResult:
     """Read the stage files, build, write the splits and the QC report (atomically)."""
-    from data_prep.chunks import read_chunks
+    from sft.core.chunks import read_chunks
 
     specs = read_features(features_path)
     obligations = read_obligations(obligations_path)

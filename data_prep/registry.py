@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sft.errors import UserError
+from data_prep.topics import TOPICS
+from sft.core.errors import UserError
 
 BUNDLED = Path(__file__).with_name("data") / "laws.yaml"
 STYLES = ("eu", "us")
@@ -31,7 +32,7 @@ class LawEntry:
     uri: str | None = None
     unit_regex: str | None = None  # us style: a line that starts a codified section, group 1 = number
     stop_regex: str | None = None  # a line that ends the current unit (bill section headers, notes)
-    # Topics (data_prep.mine.TOPICS) this law can ground; None = every topic (a user entry without the key).
+    # Topics (data_prep.topics.TOPICS) this law can ground; None = every topic (a user entry without the key).
     topics: tuple[str, ...] | None = None
     where: str = field(default="", compare=False)
 
@@ -46,8 +47,6 @@ class LawEntry:
         if self.style == "us" and not self.unit_regex:
             raise UserError(f"{where}: style 'us' needs unit_regex (the line that starts a section)")
         if self.topics is not None:
-            from data_prep.mine import TOPICS
-
             unknown = sorted(set(self.topics) - set(TOPICS))
             if unknown or not self.topics:
                 raise UserError(f"{where}: topics {unknown or '[]'} unknown or empty; known: {', '.join(TOPICS)}")
@@ -76,6 +75,10 @@ class Registry:
 
     def __len__(self) -> int:
         return len(self.entries)
+
+    def jurisdictions(self) -> list[str]:
+        """Every jurisdiction a law here belongs to (what a Kendra filter ORs for a prefix such as 'US')."""
+        return sorted({e.jurisdiction.upper() for e in self.entries.values()})
 
     def match(self, path: str | Path) -> LawEntry | None:
         """The law a file holds, by file name (user entries win over bundled ones)."""

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sft.contract import read_examples
-from sft.errors import UserError
+from sft.core.contract import read_examples
+from sft.core.errors import UserError
 
 SPLITS = ("train", "validation")
 

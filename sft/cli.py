@@ -13,8 +13,13 @@ from typing import Annotated
 
 import typer
 
-from data_prep.context import TOP_K
-from sft.console import new_app, run_app
+from sft.core.console import new_app, run_app
+from sft.core.context import TOP_K
+from sft.sagemaker.aws import DEFAULT_REGION
+from sft.sagemaker.env import BIND_PORT_ENV, DEFAULT_PORT
+from sft.sagemaker.env import ROOT as OPT_ML
+from sft.sagemaker.env import ROOT_ENV as OPT_ML_ENV
+from sft.training.config import TrainConfig
 
 app = new_app("Train, evaluate, predict with and serve a geo-compliance model.")
 
@@ -26,8 +31,8 @@ def prompt(
     with_answer: Annotated[bool, typer.Option(help="Also print the training target.")] = False,
 ) -> None:
     """Print the exact prompt the model sees for one example (rendered by the shared contract)."""
-    from sft.contract import read_examples, render_completion, render_prompt
-    from sft.errors import UserError
+    from sft.core.contract import read_examples, render_completion, render_prompt
+    from sft.core.errors import UserError
 
     for i, ex in enumerate(read_examples(data), start=1):
         if i == line:
@@ -48,14 +53,14 @@ def check(
     from rich.console import Console
     from rich.table import Table
 
-    from sft.contract import ContractError, read_examples
-    from sft.errors import UserError
+    from sft.core.contract import ContractError, read_examples
+    from sft.core.errors import UserError
 
     errors: list[ContractError] = []
     table = Table("file", "examples", *["label: " + x for x in ("needs", "not needed", "NEI")])
     for path in data:
         counts = Counter(ex.answer.compliance_flag for ex in read_examples(path, on_error=errors.append))
-        from sft.contract import Label
+        from sft.core.contract import Label
 
         table.add_row(str(path), str(sum(counts.values())), *[str(counts[lab]) for lab in Label])
     Console().print(table)
@@ -78,7 +83,7 @@ def eval_(
     ] = None,
 ) -> None:
     """Score a model and two baselines (majority class, keyword rules) on a validation file."""
-    from sft.evaluate import EvalConfig, run_eval
+    from sft.inference.evaluate import EvalConfig, run_eval
 
     result = run_eval(EvalConfig(model, data, out, constrained=constrained, batch_size=batch_size, limit=limit,
                                  train=train))
@@ -102,7 +107,7 @@ def predict(
     batch_size: Annotated[int, typer.Option(help="Features per forward pass.")] = 8,
 ) -> None:
     """Flag features with an audit trail; resumable (ids already in OUT.jsonl are skipped)."""
-    from sft.predict import PredictConfig, run_predict
+    from sft.inference.predict import PredictConfig, run_predict
 
     cfg = PredictConfig(model, features, out, retriever, index_dir, kendra_index_id, glossary, k, batch_size)
     counts = run_predict(cfg)
@@ -112,13 +117,13 @@ def predict(
 
 @app.command()
 def serve(
-    model_dir: Annotated[Path | None, typer.Option(help="Model dir (default: /opt/ml/model or $GEOCOMPLY_OPT_ML/model).")] = None,
+    model_dir: Annotated[Path | None, typer.Option(help=f"Model dir (default: {OPT_ML}/model, or ${OPT_ML_ENV}/model).")] = None,
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "0.0.0.0",
-    port: Annotated[int | None, typer.Option(help="Port (default: $SAGEMAKER_BIND_TO_PORT or 8080).")] = None,
+    port: Annotated[int | None, typer.Option(help=f"Port (default: ${BIND_PORT_ENV} or {DEFAULT_PORT}).")] = None,
 ) -> None:
     """Serve the SageMaker inference contract: GET /ping, POST /invocations (json, jsonlines, csv)."""
-    from sft.console import setup_logging
-    from sft.serve import serve as run_server
+    from sft.core.console import setup_logging
+    from sft.inference.serve import serve as run_server
 
     setup_logging()
     run_server(model_dir, host, port)
@@ -145,9 +150,9 @@ def train(
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Fine-tune a LoRA adapter (TRL SFT): budgeted data, answer-only loss, best checkpoint kept."""
-    from sft.config import cli_config
-    from sft.console import setup_logging
-    from sft.train import run_training
+    from sft.core.console import setup_logging
+    from sft.training.config import cli_config
+    from sft.training.train import run_training
 
     setup_logging(verbose)
     flags = dict(data=data, validation=validation, model=model, output=output, epochs=epochs, max_steps=max_steps,
@@ -164,14 +169,14 @@ def launch(
     role: Annotated[str, typer.Option(help="SageMaker execution role ARN.")] = "",
     validation: Annotated[str | None, typer.Option(help="s3:// prefix or local file/dir (uploaded).")] = None,
     model_channel: Annotated[
-        str | None, typer.Option(help="s3:// prefix of a base model (sets model=/opt/ml/input/data/model).")
+        str | None, typer.Option(help=f"s3:// prefix of a base model (sets model={OPT_ML}/input/data/model).")
     ] = None,
     config: Annotated[Path | None, typer.Option(help="YAML training config (TrainConfig fields).")] = None,
     hp: Annotated[list[str] | None, typer.Option(help="Hyperparameter KEY=VALUE (repeatable; overrides --config).")] = None,
     env: Annotated[list[str] | None, typer.Option(help="Environment KEY=VALUE; secrets only as ARNs.")] = None,
     instance_type: Annotated[str, typer.Option(help="Training instance type.")] = "ml.g5.2xlarge",
     instance_count: Annotated[int, typer.Option(help="Number of instances.")] = 1,
-    region: Annotated[str, typer.Option(help="AWS region.")] = "us-west-2",
+    region: Annotated[str, typer.Option(help="AWS region.")] = DEFAULT_REGION,
     spot: Annotated[bool, typer.Option(help="Managed spot training (resumes from checkpoints).")] = True,
     checkpoint: Annotated[str | None, typer.Option(help="s3:// checkpoint URI (default under --output).")] = None,
     max_run_hours: Annotated[float, typer.Option(help="Max training time.")] = 24,
@@ -185,8 +190,8 @@ def launch(
     """Train on SageMaker with the geocomply image (SDK v3 ModelTrainer; spot + checkpoints by default)."""
     import json
 
-    from sft.aws import parse_pairs
-    from sft.launch import LaunchConfig, build_training_request, launch, load_hyperparameters
+    from sft.sagemaker.aws import parse_pairs
+    from sft.sagemaker.launch import LaunchConfig, build_training_request, launch, load_hyperparameters
 
     cfg = LaunchConfig(
         image_uri=image, train=train, output=output, role=role, validation=validation,
@@ -209,7 +214,7 @@ def deploy(
     model_data: Annotated[str | None, typer.Option(help="s3://.../model.tar.gz (instead of a job).")] = None,
     role: Annotated[str, typer.Option(help="SageMaker execution role ARN.")] = "",
     name: Annotated[str | None, typer.Option(help="Model/endpoint/transform job name.")] = None,
-    region: Annotated[str, typer.Option(help="AWS region.")] = "us-west-2",
+    region: Annotated[str, typer.Option(help="AWS region.")] = DEFAULT_REGION,
     endpoint: Annotated[bool, typer.Option(help="Create a real-time endpoint.")] = True,
     instance_type: Annotated[str, typer.Option(help="Endpoint instance type.")] = "ml.g5.xlarge",
     instance_count: Annotated[int, typer.Option(help="Endpoint instances.")] = 1,
@@ -224,9 +229,9 @@ def deploy(
     """Serve a trained model with the same image: real-time endpoint and/or Batch Transform."""
     import json
 
-    from sft.aws import parse_pairs
-    from sft.deploy import DeployConfig, build_deploy_requests, deploy_from_cli
-    from sft.errors import UserError
+    from sft.core.errors import UserError
+    from sft.sagemaker.aws import parse_pairs
+    from sft.sagemaker.deploy import DeployConfig, build_deploy_requests, deploy_from_cli
 
     if not model_data and not training_job:
         raise UserError("give --training-job or --model-data")
@@ -249,15 +254,15 @@ def deploy(
 
 @app.command()
 def preflight(
-    model: Annotated[str, typer.Option(help="Hub id, local dir or 'demo'.")] = "deepseek-ai/deepseek-llm-7b-base",
+    model: Annotated[str, typer.Option(help="Hub id, local dir or 'demo'.")] = TrainConfig.default("model"),
     instance: Annotated[str, typer.Option(help="SageMaker instance type.")] = "ml.g5.2xlarge",
     quantize: Annotated[str | None, typer.Option(help="'4bit' for QLoRA.")] = None,
-    max_length: Annotated[int, typer.Option()] = 512,
-    batch_size: Annotated[int, typer.Option()] = 4,
-    lora_r: Annotated[int, typer.Option()] = 8,
+    max_length: Annotated[int, typer.Option()] = TrainConfig.default("max_length"),
+    batch_size: Annotated[int, typer.Option()] = TrainConfig.default("batch_size"),
+    lora_r: Annotated[int, typer.Option()] = TrainConfig.default("lora_r"),
 ) -> None:
     """Estimate per-GPU training memory from the model's config; say whether it fits and what to change."""
-    from sft.preflight import report
+    from sft.sagemaker.preflight import report
 
     est, text = report(model, instance, quantize=quantize, max_length=max_length, batch_size=batch_size,
                        lora_r=lora_r)

@@ -8,7 +8,7 @@ Every step skips itself when its output is already there, so a second run reuses
 step's directory to redo it). Training goes through the image's own entry point (``container/train``, the
 SageMaker container mode): inside the image through SageMaker SDK local mode when a Docker engine answers
 (``--image auto``, the default, builds ``geocomply:local`` from the offline base first; Docker's layer cache
-makes that seconds after the first time), otherwise against an ``/opt/ml`` tree under OUT/job on this machine
+makes that seconds after the first time), otherwise against a SageMaker container layout under OUT/job on this machine
 (``--image none`` forces that).
 """
 
@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sft.errors import UserError
+from sft.core.errors import UserError, exit_on_user_error
+from sft.sagemaker.env import OptMl
 
 log = logging.getLogger("geocomply.mainjob")
 REPO = Path(__file__).resolve().parents[1]
@@ -94,21 +95,6 @@ def prepare_data(cfg: MainJobConfig) -> Path:
     return data
 
 
-def _opt_ml_tree(job: Path, data: Path, hp: dict[str, str]) -> None:
-    channels = {"train": data / "train.jsonl", "validation": data / "validation.jsonl"}
-    for name, src in channels.items():
-        dst = job / "input" / "data" / name
-        dst.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(src, dst / src.name)
-    index = job / "input" / "data" / "index"
-    if index.exists():
-        shutil.rmtree(index)
-    shutil.copytree(data / "index", index)
-    config = job / "input" / "config"
-    config.mkdir(parents=True, exist_ok=True)
-    (config / "hyperparameters.json").write_text(json.dumps(hp, indent=2))
-
-
 def docker_answers() -> bool:
     if shutil.which("docker") is None:
         return False
@@ -150,7 +136,8 @@ def training_image(cfg: MainJobConfig) -> str | None:
 
 def train(cfg: MainJobConfig, data: Path) -> Path:
     job = cfg.out / "job"
-    model = job / "model"
+    opt = OptMl(job)
+    model = opt.model_dir
     if not _step("train", (model / "metrics.json").is_file()):
         return model
     hp = cfg.hyperparameters()
@@ -177,18 +164,18 @@ def train(cfg: MainJobConfig, data: Path) -> Path:
         with tarfile.open(tarball) as tf:
             tf.extractall(model, filter="data")
         return model
-    _opt_ml_tree(job, data, hp)
-    env = dict(os.environ, GEOCOMPLY_OPT_ML=str(job.resolve()))
-    proc = subprocess.run([sys.executable, str(REPO / "container" / "train")], env=env)
+    opt.write_training_inputs({"train": data / "train.jsonl", "validation": data / "validation.jsonl",
+                               "index": data / "index"}, hp)
+    proc = subprocess.run([sys.executable, str(REPO / "container" / "train")], env=opt.env())
     if proc.returncode != 0:
-        failure = job / "output" / "failure"
+        failure = opt.failure_file
         reason = failure.read_text().strip() if failure.is_file() else f"exit code {proc.returncode}"
         raise UserError(f"training failed: {reason} (resume by running the same command again)")
     return model
 
 
 def evaluate(cfg: MainJobConfig, model: Path, data: Path) -> dict[str, Any]:
-    from sft.evaluate import EvalConfig, run_eval
+    from sft.inference.evaluate import EvalConfig, run_eval
 
     out = cfg.out / "eval"
     report = out / "eval.json"
@@ -200,7 +187,7 @@ def evaluate(cfg: MainJobConfig, model: Path, data: Path) -> dict[str, Any]:
 
 
 def predict(cfg: MainJobConfig, model: Path) -> Path:
-    from sft.predict import PredictConfig, run_predict
+    from sft.inference.predict import PredictConfig, run_predict
 
     log.info("[bold]predict[/bold]: %s (resumable: ids already written are skipped)", cfg.features, extra={"markup": True})
     pc = PredictConfig(
@@ -257,7 +244,7 @@ def main(argv: list[str] | None = None) -> None:
     from rich.console import Console
     from rich.markdown import Markdown
 
-    from sft.console import setup_logging
+    from sft.core.console import setup_logging
 
     ap = argparse.ArgumentParser(prog="python -m sft.mainjob", description=__doc__.split("\n")[0])
     fields = MainJobConfig.__dataclass_fields__
@@ -268,11 +255,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--full", action="store_true", help=fields["full"].metadata["help"])
     args = ap.parse_args(argv)
     setup_logging()
-    try:
+    with exit_on_user_error("mainjob"):
         md = run(MainJobConfig(**vars(args)))
-    except UserError as e:
-        print(f"mainjob: error: {e}", file=sys.stderr)
-        raise SystemExit(1) from None
     Console().print(Markdown(md))
 
 

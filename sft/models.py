@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sft.errors import UserError
+from sft.core.errors import UserError
 
 log = logging.getLogger(__name__)
 

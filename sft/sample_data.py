@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from sft.contract import LABELS, Answer, Example, Feature, Label, LawContext, PromptInput
+from sft.core.contract import LABELS, Answer, Example, Feature, Label, LawContext, PromptInput
 
 FEATURES = [
     ("Teen curfew", "Disable push notifications between 22:00 and 06:00 for users under 18 in Florida."),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sft.contract import DEFAULT_INSTRUCTION, LABELS, PROMPT_TEMPLATE
+from sft.core.contract import DEFAULT_INSTRUCTION, LABELS, PROMPT_TEMPLATE
 
 
 def _training_text() -> list[str]:

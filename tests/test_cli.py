@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sft.contract import Answer, Example, Feature, LawContext, PromptInput, read_examples, render_prompt
+from sft.core.contract import Answer, Example, Feature, LawContext, PromptInput, read_examples, render_prompt
 
 
 def script(prog: str) -> str:

@@ -22,7 +22,7 @@ def corpus_run(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="session")
 def corpus_chunks(corpus_run) -> list:
-    from data_prep.chunks import read_chunks
+    from sft.core.chunks import read_chunks
 
     return list(read_chunks(corpus_run[0] / "chunks.jsonl"))
 

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 from data_prep.build import BuildConfig, Candidate, build, citation_valid, dedupe, report_table
-from data_prep.chunks import read_chunks
 from data_prep.features import IMPORTED, FeatureSpec, read_features
 from data_prep.mine import read_obligations
-from data_prep.retrieval import LocalRetriever
-from sft.contract import Answer, Example, Feature, Label, PromptInput, parse_output, read_examples
-from sft.errors import UserError
+from sft.core.chunks import read_chunks
+from sft.core.contract import Answer, Example, Feature, Label, PromptInput, parse_output, read_examples
+from sft.core.errors import UserError
+from sft.core.retrieval import LocalRetriever
 
 
 def _examples(out: Path) -> dict[str, list[Example]]:
@@ -88,7 +88,7 @@ def small_inputs(corpus_run):
 def test_token_budget_fits_every_example_and_keeps_the_cited_context(small_inputs, tiny_model_dir):
     from transformers import AutoTokenizer
 
-    from sft.contract import render_completion, render_prompt
+    from sft.core.contract import render_completion, render_prompt
 
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     specs, obs, chunks, retriever = small_inputs

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from data_prep.chunks import read_chunks, write_chunks
 from data_prep.extract import report_path, run_extract
-from sft.contract import ContractError
+from sft.core.chunks import read_chunks, write_chunks
+from sft.core.contract import ContractError
 from tests.conftest import CORPUS
 
 PDFS = CORPUS / "pdfs"

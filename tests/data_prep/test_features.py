@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from data_prep.features import AMBIGUOUS, BUSINESS, POSITIVE, generate, import_features, select_obligations
-from data_prep.glossary import Glossary
 from data_prep.mine import mine
-from sft.contract import ContractError, Label
+from sft.core.contract import ContractError, Label
+from sft.core.glossary import Glossary
 from tests.conftest import CORPUS, EXAMPLES
 
 

@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 
-from data_prep.chunks import read_chunks, write_chunks
 from data_prep.kendra import (
     INDEX_FIELDS,
     MAX_BATCH,
@@ -25,8 +24,10 @@ from data_prep.kendra import (
     load_chunks,
     state_path,
 )
-from data_prep.retrieval import KendraRetriever
-from sft.errors import UserError
+from data_prep.registry import load_registry
+from sft.core.chunks import read_chunks, write_chunks
+from sft.core.errors import UserError
+from sft.core.retrieval import KendraRetriever
 from tests.conftest import CORPUS
 
 INDEX = "b1c2d3e4-0000-4000-8000-00000000cafe"
@@ -344,7 +345,7 @@ def test_loaded_chunk_comes_back_through_kendra_retriever_as_the_same_law_contex
     _load(kendra, chunks_file)
     chunks = list(read_chunks(chunks_file))
     chunk = next(c for c in chunks if c.page and len(c.snippet.split()) > 12)
-    retriever = KendraRetriever(INDEX, client=kendra.client)
+    retriever = KendraRetriever(INDEX, client=kendra.client, jurisdictions=load_registry().jurisdictions())
     query = " ".join(chunk.snippet.split()[:25])
     hits = retriever.search(query, k=10, jurisdiction="US")  # "US" -> OrAllFilters over US, US-UT, US-CA ...
     got = next(h for h in hits if h.source == f"kendra:{chunk.id}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from data_prep.mine import classify_topic, mine, mine_chunk
-from sft.contract import LawContext
+from sft.core.contract import LawContext
 
 
 def _chunk(text: str) -> LawContext:

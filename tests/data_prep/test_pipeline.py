@@ -12,7 +12,7 @@ import pytest
 
 from data_prep import pipeline
 from data_prep.pipeline import PipelineConfig, run_pipeline
-from sft.contract import Label, PromptInput, parse_output, read_examples
+from sft.core.contract import Label, PromptInput, parse_output, read_examples
 from tests.conftest import REPO
 from tests.data_prep.conftest import law_subset
 
@@ -91,7 +91,7 @@ def fake_kendra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     from botocore.stub import Stubber
 
     from data_prep.extract import run_extract
-    from data_prep.retrieval import LocalRetriever, build_local_index
+    from sft.core.retrieval import LocalRetriever, build_local_index
 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")

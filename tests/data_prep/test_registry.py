@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from data_prep.registry import load_registry
-from sft.errors import UserError
+from sft.core.errors import UserError
 from tests.conftest import CORPUS
 
 

@@ -8,10 +8,11 @@ from collections import Counter
 import pytest
 
 from data_prep.features import TEMPLATES, read_features
-from data_prep.mine import TOPICS, mine
+from data_prep.mine import mine
 from data_prep.registry import load_registry
-from sft.contract import Label, LawContext, read_examples
-from sft.errors import UserError
+from data_prep.topics import TOPICS
+from sft.core.contract import Label, LawContext, read_examples
+from sft.core.errors import UserError
 
 ERASURE = "The controller shall erase the personal data of a user of the service without undue delay on request."
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from data_prep.upload import upload
-from sft.errors import UserError
+from sft.core.errors import UserError
 
 LINE = ('{"instruction": "i", "input": "x", "output": "{\\"compliance_flag\\": \\"Needs Geo-Compliance\\", '
         '\\"law\\": \\"X\\", \\"citation\\": \\"X 1\\", \\"reason\\": \\"r\\"}", "id": "%s", "group": "g%s"}\n')

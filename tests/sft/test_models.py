@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from sft.errors import UserError
+from sft.core.errors import UserError
 from sft.models import ModelSource, resolve
 
 torch = pytest.importorskip("torch")

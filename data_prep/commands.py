@@ -1,0 +1,94 @@
+"""Bodies of the geoprep mine/features/import/build/pipeline commands (the typer functions stay thin)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from data_prep.build import BuildConfig, BuildResult, report_table
+from sft.core.console import setup_logging
+
+
+def mine_command(chunks: Path, out: Path, registry: Path | None = None) -> None:
+    from collections import Counter
+
+    from data_prep.mine import mine, summary, write_obligations
+    from data_prep.registry import load_registry
+    from sft.core.chunks import read_chunks
+
+    stats: Counter = Counter()
+    obligations = mine(read_chunks(chunks), load_registry(registry), stats)
+    n = write_obligations(out, obligations)
+    s = summary(obligations, stats)
+    typer.echo(f"{n} obligations -> {out}")
+    typer.echo("by law:   " + json.dumps(s["by_law"]))
+    typer.echo("by topic: " + json.dumps(s["by_topic"]))
+    typer.echo("skipped, topic not allowed for the law: " + json.dumps(s["skipped_topic_not_allowed"]))
+
+
+def features_command(obligations: Path, out: Path, per_law: int | None, per_obligation: int, seed: int) -> None:
+    from collections import Counter
+
+    from data_prep.features import generate, write_features
+    from data_prep.mine import read_obligations
+
+    specs = generate(read_obligations(obligations), seed=seed, per_law=per_law, per_obligation=per_obligation)
+    n = write_features(out, specs)
+    typer.echo(f"{n} feature specs -> {out}  " + json.dumps(dict(Counter(s.kind for s in specs))))
+
+
+def import_command(path: Path, out: Path, append: bool, skip_bad: bool) -> None:
+    from data_prep.features import import_features, read_features, write_features
+
+    errors: list[str] = []
+    specs = import_features(path, on_error=(lambda e: errors.append(str(e))) if skip_bad else None)
+    for err in errors:
+        typer.echo(f"skipped: {err}", err=True)
+    existing = read_features(out) if append and out.exists() else []
+    ids = {s.feature.id for s in specs}
+    # Re-importing the same rows replaces them (ids are content hashes), never duplicates them.
+    merged = [s for s in existing if s.feature.id not in ids] + specs
+    write_features(out, merged)
+    typer.echo(f"{len(specs)} features imported ({len(errors)} bad rows skipped) -> {out} ({len(merged)} total)")
+
+
+def _print_result(result: BuildResult | None, out: Path) -> None:
+    if result is None:
+        typer.echo(f"build up to date; report: {out / 'qc_report.md'}")
+        typer.echo((out / "qc_report.md").read_text(encoding="utf-8"))
+        return
+    typer.echo(report_table(result.report))
+    typer.echo(f"{len(result.train)} train / {len(result.validation)} validation examples -> {out} "
+               f"(report: {out / 'qc_report.json'}, {out / 'qc_report.md'})")
+
+
+def build_command(
+    features: Path, obligations: Path, chunks: Path, out: Path, cfg: BuildConfig, *, index: Path | None,
+    retriever: str, kendra_index_id: str | None, region: str | None, glossary: Path | None, tokenizer: str | None,
+) -> None:
+    from data_prep.pipeline import load_tokenizer, run_build
+    from data_prep.registry import load_registry
+    from sft.core.glossary import Glossary
+    from sft.core.retrieval import open_retriever
+
+    setup_logging()
+    cache = out / "kendra_cache.sqlite" if retriever == "kendra" else None
+    r: Any = open_retriever(retriever, index_dir=index, kendra_index_id=kendra_index_id, cache_path=cache,
+                            region=region,
+                            jurisdictions=load_registry().jurisdictions())
+    result = run_build(features, obligations, chunks, r, cfg, out,
+                       glossary=Glossary.load(glossary) if glossary else None,
+                       tokenizer=load_tokenizer(tokenizer) if tokenizer else None)
+    _print_result(result, out)
+
+
+def pipeline_command(cfg: Any) -> None:
+    from data_prep.pipeline import run_pipeline
+
+    setup_logging()
+    result, ran = run_pipeline(cfg)
+    typer.echo("stages: " + ", ".join(f"{k} {'ran' if v else 'skipped (up to date)'}" for k, v in ran.items()))
+    _print_result(result, cfg.out_dir)

@@ -1,0 +1,302 @@
+"""Retrieval of law chunks behind one interface, with an on-disk cache in front of any backend.
+
+* :class:`LocalRetriever` (default): a BM25 index (bm25s) over the chunks. The index directory is
+  self-contained (bm25 files + ``chunks.jsonl`` + ``meta.json``) so it can be copied into a model
+  directory and shipped to serving.
+* :class:`KendraRetriever`: Amazon Kendra's Retrieve API, mapped to the same :class:`LawContext` items.
+* :class:`CachedRetriever`: sqlite cache keyed by (backend, index, query, k, filter). Kendra bills per
+  query, so a re-run makes no repeat calls and an interrupted run resumes where it stopped.
+
+Jurisdiction filter: a *prefix* match on the code's dash-separated parts. ``"US"`` matches ``US`` and every
+``US-*`` state (federal law applies in every state); ``"US-CA"`` matches only ``US-CA``; ``"EU"`` only EU.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from sft.core.chunks import read_chunks, write_chunks
+from sft.core.contract import LawContext
+from sft.core.errors import UserError
+from sft.core.files import write_json_atomic
+
+log = logging.getLogger(__name__)
+KENDRA_MAX_QUERY_WORDS = 30  # Retrieve API: QueryText "can contain at most 30 token words"
+# The Kendra document attributes that ``geoprep kendra-load`` writes and KendraRetriever reads: one contract.
+KENDRA_ATTR_JURISDICTION = "jurisdiction"
+KENDRA_ATTR_LAW_ID = "law_id"
+KENDRA_ATTR_CITATION = "citation"
+KENDRA_ATTR_PAGE = "page"
+KENDRA_ATTR_URI = "_source_uri"  # Kendra's own (reserved) fields from here on
+KENDRA_ATTR_LANGUAGE = "_language_code"
+KENDRA_ATTR_DATE = "_created_at"
+INDEX_FORMAT = 1
+
+
+@runtime_checkable
+class Retriever(Protocol):
+    name: str
+
+    def search(self, query: str, k: int = 5, jurisdiction: str | None = None) -> list[LawContext]:
+        """The ``k`` most relevant chunks (score filled), most relevant first."""
+        ...
+
+
+def jurisdiction_matches(chunk_jurisdiction: str, wanted: str | None) -> bool:
+    """Prefix match on dash-separated parts: 'US' matches 'US' and 'US-CA'; 'US-CA' matches only 'US-CA'."""
+    if not wanted:
+        return True
+    have, want = chunk_jurisdiction.upper().split("-"), wanted.strip().upper().split("-")
+    return have[: len(want)] == want
+
+
+def _stemmer(name: str | None):
+    if not name:
+        return None
+    try:
+        import Stemmer
+    except ImportError:
+        raise UserError(f"this index was built with the {name} stemmer: pip install PyStemmer") from None
+    return Stemmer.Stemmer(name)
+
+
+def _default_stemmer() -> str | None:
+    try:
+        import Stemmer  # noqa: F401
+    except ImportError:
+        log.warning("PyStemmer not installed: indexing without stemming (minors != minor)")
+        return None
+    return "english"
+
+
+def _tokenize(texts: list[str], stemmer: Any = None):
+    import bm25s
+
+    return bm25s.tokenize(texts, stopwords="en", stemmer=stemmer, show_progress=False)
+
+
+def build_local_index(chunks_path: str | Path, out_dir: str | Path) -> int:
+    """Build a self-contained BM25 index directory from a chunks JSONL. Returns the number of chunks."""
+    import bm25s
+
+    chunks = list(read_chunks(chunks_path))
+    if not chunks:
+        raise UserError(f"{chunks_path}: no chunks to index")
+    ids = [c.id for c in chunks]
+    dupes = {i for i in ids if ids.count(i) > 1} if len(set(ids)) != len(ids) else set()
+    if dupes:
+        raise UserError(f"{chunks_path}: duplicate chunk ids: {sorted(dupes)[:5]}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # Index the citation and law title too: users search "DSA Article 28" as often as the words.
+    corpus = [f"{c.title} {c.citation} {c.snippet}" for c in chunks]
+    stemmer = _default_stemmer()
+    retriever = bm25s.BM25()
+    retriever.index(_tokenize(corpus, _stemmer(stemmer)), show_progress=False)
+    retriever.save(str(out_dir / "bm25"))
+    write_chunks(out_dir / "chunks.jsonl", chunks)
+    laws = sorted({c.law_id for c in chunks})
+    write_json_atomic(
+        out_dir / "meta.json",
+        {"format": INDEX_FORMAT, "backend": "bm25s", "stemmer": stemmer, "chunks": len(chunks), "laws": laws,
+         "source": str(chunks_path)},
+    )
+    return len(chunks)
+
+
+class LocalRetriever:
+    name = "local"
+
+    def __init__(self, index_dir: str | Path):
+        import bm25s
+
+        self.index_dir = Path(index_dir)
+        meta = self.index_dir / "meta.json"
+        if not meta.is_file():
+            raise UserError(f"{self.index_dir}: not a geoprep index (no meta.json; build one with geoprep index)")
+        self.meta = json.loads(meta.read_text(encoding="utf-8"))
+        self._stem = _stemmer(self.meta.get("stemmer"))
+        self.chunks = list(read_chunks(self.index_dir / "chunks.jsonl"))
+        self._bm25 = bm25s.BM25.load(str(self.index_dir / "bm25"))
+
+    @property
+    def cache_key(self) -> str:
+        return hashlib.sha256((self.index_dir / "chunks.jsonl").read_bytes()).hexdigest()[:16]
+
+    def search(self, query: str, k: int = 5, jurisdiction: str | None = None) -> list[LawContext]:
+        if not query.strip():
+            raise UserError("empty query")
+        tokens = _tokenize([query], self._stem)
+        if not tokens.vocab:  # only stopwords / punctuation
+            return []
+        allowed = [jurisdiction_matches(c.jurisdiction, jurisdiction) for c in self.chunks]
+        n_allowed = sum(allowed)
+        if n_allowed == 0:
+            return []
+        # Filter after scoring: ask for enough hits that k survive the filter.
+        want = len(self.chunks) if n_allowed < len(self.chunks) else min(k, len(self.chunks))
+        docs, scores = self._bm25.retrieve(tokens, k=want, show_progress=False, n_threads=1)
+        out = []
+        for idx, score in zip(docs[0], scores[0], strict=True):
+            if score <= 0 or not allowed[int(idx)]:
+                continue
+            out.append(self.chunks[int(idx)].model_copy(update={"score": float(score)}))
+            if len(out) == k:
+                break
+        return out
+
+
+def kendra_query_text(query: str) -> str:
+    """Kendra rejects QueryText over 30 words; keep the first 30 (the feature name and summary lead)."""
+    words = query.split()
+    if len(words) > KENDRA_MAX_QUERY_WORDS:
+        log.debug("kendra: query cut from %d to %d words", len(words), KENDRA_MAX_QUERY_WORDS)
+    return " ".join(words[:KENDRA_MAX_QUERY_WORDS])
+
+
+class KendraRetriever:
+    """Amazon Kendra Retrieve API. Documents should carry the attributes ``jurisdiction``, ``law_id``,
+    ``citation``, ``page`` (``_source_uri`` and ``_language_code`` are Kendra's own); missing ones fall
+    back to the title and the document URI."""
+
+    name = "kendra"
+
+    def __init__(self, index_id: str, client: Any = None, region: str | None = None, page_size: int = 10,
+                 language: str = "en", jurisdictions: Iterable[str] = ()):
+        if not index_id:
+            raise UserError("kendra: an index id is required (--kendra-index-id)")
+        if not 1 <= page_size <= 100:
+            raise UserError(f"kendra: page_size must be 1..100, got {page_size}")
+        self.index_id, self.page_size, self.language = index_id, page_size, language
+        if client is None:
+            import boto3
+            from botocore.config import Config
+
+            # Adaptive retries back off on ThrottlingException (Kendra's query quota is small).
+            client = boto3.client("kendra", region_name=region,
+                                  config=Config(retries={"max_attempts": 8, "mode": "adaptive"}))
+        self.client = client
+        # The jurisdictions the index may hold (a law registry's), for the prefix rule of the filter below.
+        self.jurisdictions = sorted({j.upper() for j in jurisdictions})
+
+    @property
+    def cache_key(self) -> str:
+        return f"{self.index_id}:{self.language}"
+
+    def _filter(self, jurisdiction: str | None) -> dict[str, Any]:
+        lang = {"EqualsTo": {"Key": KENDRA_ATTR_LANGUAGE, "Value": {"StringValue": self.language}}}
+        if not jurisdiction:
+            return lang
+        # Kendra has no prefix operator on strings: "US" becomes US OR US-CA OR US-FL ... over the
+        # jurisdictions the index may hold (plus the one asked for), the same rule as the local index.
+        wanted = jurisdiction.strip().upper()
+        values = sorted({wanted, *(j for j in self.jurisdictions if jurisdiction_matches(j, wanted))})
+        terms = [{"EqualsTo": {"Key": KENDRA_ATTR_JURISDICTION, "Value": {"StringValue": v}}} for v in values]
+        jur = terms[0] if len(terms) == 1 else {"OrAllFilters": terms}
+        return {"AndAllFilters": [lang, jur]}
+
+    def search(self, query: str, k: int = 5, jurisdiction: str | None = None) -> list[LawContext]:
+        if not query.strip():
+            raise UserError("empty query")
+        resp = self.client.retrieve(
+            IndexId=self.index_id,
+            QueryText=kendra_query_text(query),
+            PageSize=min(max(k, 1), self.page_size),
+            AttributeFilter=self._filter(jurisdiction),
+        )
+        out = [_kendra_item(item) for item in resp.get("ResultItems", [])]
+        return [c for c in out if jurisdiction_matches(c.jurisdiction, jurisdiction)][:k]
+
+
+_CONFIDENCE = {"VERY_HIGH": 1.0, "HIGH": 0.75, "MEDIUM": 0.5, "LOW": 0.25, "NOT_AVAILABLE": 0.0}
+
+
+def _attr_value(value: dict[str, Any]) -> Any:
+    for key in ("StringValue", "LongValue", "DateValue"):
+        if key in value:
+            return value[key]
+    if "StringListValue" in value:
+        return value["StringListValue"]
+    return None
+
+
+def _kendra_item(item: dict[str, Any]) -> LawContext:
+    attrs = {a["Key"]: _attr_value(a["Value"]) for a in item.get("DocumentAttributes", [])}
+    title = item.get("DocumentTitle") or attrs.get("title") or item.get("DocumentId", "")
+    uri = attrs.get(KENDRA_ATTR_URI) or item.get("DocumentURI")
+    page = attrs.get(KENDRA_ATTR_PAGE) or attrs.get("_excerpt_page_number")
+    law_id = str(attrs.get(KENDRA_ATTR_LAW_ID) or re.sub(r"[^a-z0-9]+", "_", str(title).lower()).strip("_")
+                 or "kendra")
+    date = attrs.get("date") or attrs.get(KENDRA_ATTR_DATE)
+    return LawContext(
+        id=str(item.get("Id") or item.get("DocumentId")),
+        law_id=law_id,
+        title=str(attrs.get("law_title") or title),
+        citation=str(attrs.get(KENDRA_ATTR_CITATION) or title),
+        jurisdiction=str(attrs.get(KENDRA_ATTR_JURISDICTION) or "UNKNOWN"),
+        date=str(date)[:10] if date else None,
+        uri=uri,
+        page=int(page) if page is not None else None,
+        source=f"kendra:{item.get('DocumentId', '')}",
+        snippet=item.get("Content", ""),
+        score=_CONFIDENCE.get(item.get("ScoreAttributes", {}).get("ScoreConfidence", "NOT_AVAILABLE"), 0.0),
+    )
+
+
+class CachedRetriever:
+    """sqlite cache in front of any retriever. Every answer is committed as soon as it arrives, so an
+    interrupted run loses nothing and a re-run makes no repeat backend calls."""
+
+    def __init__(self, inner: Retriever, cache_path: str | Path):
+        self.inner = inner
+        self.name = inner.name
+        self.path = Path(cache_path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS results (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        self._db.commit()
+        self.hits = self.misses = 0
+
+    def _key(self, query: str, k: int, jurisdiction: str | None) -> str:
+        index = getattr(self.inner, "cache_key", "")
+        raw = json.dumps([self.inner.name, index, query, k, (jurisdiction or "").upper()])
+        return hashlib.sha256(raw.encode()).hexdigest()
+
+    def search(self, query: str, k: int = 5, jurisdiction: str | None = None) -> list[LawContext]:
+        key = self._key(query, k, jurisdiction)
+        row = self._db.execute("SELECT value FROM results WHERE key = ?", (key,)).fetchone()
+        if row is not None:
+            self.hits += 1
+            return [LawContext.model_validate(x) for x in json.loads(row[0])]
+        self.misses += 1
+        result = self.inner.search(query, k=k, jurisdiction=jurisdiction)
+        value = json.dumps([c.model_dump(mode="json") for c in result])
+        self._db.execute("INSERT OR REPLACE INTO results VALUES (?, ?)", (key, value))
+        self._db.commit()
+        return result
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def open_retriever(kind: str = "local", *, index_dir: str | Path | None = None,
+                   kendra_index_id: str | None = None, cache_path: str | Path | None = None,
+                   region: str | None = None, jurisdictions: Iterable[str] = ()) -> Retriever:
+    """The retriever a user asked for, behind the sqlite cache when ``cache_path`` is given."""
+    if kind == "local":
+        if index_dir is None:
+            raise UserError("local retriever: an index directory is required (build one with geoprep index)")
+        inner: Retriever = LocalRetriever(index_dir)
+    elif kind == "kendra":
+        inner = KendraRetriever(kendra_index_id or "", region=region, jurisdictions=jurisdictions)
+    else:
+        raise UserError(f"unknown retriever {kind!r}; expected 'local' or 'kendra'")
+    return CachedRetriever(inner, cache_path) if cache_path else inner

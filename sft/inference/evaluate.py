@@ -1,0 +1,238 @@
+"""``geosft eval``: score a model on a validation file, next to two baselines, and write a report.
+
+Metrics per run (model, majority class, keyword rules): JSON-valid rate, label accuracy, macro-F1, per-class
+precision/recall/F1, confusion matrix, law accuracy, citation grounding rate and abstention (NEI) rate.
+Outputs: ``eval.json`` (everything, machine-readable), ``report.md`` (tables) and ``confusion.png``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sft.core.contract import (
+    LABELS,
+    Answer,
+    Example,
+    Label,
+    Prediction,
+    PromptInput,
+    parse_output,
+    read_examples,
+)
+from sft.core.errors import UserError
+from sft.core.files import write_json_atomic, write_text_atomic
+
+log = logging.getLogger(__name__)
+
+INVALID = "invalid"
+
+# Signals of geo-specific obligations in a feature text; the classic hand-written first pass.
+_GEO_WORDS = re.compile(
+    r"\b(minors?|teens?|teenagers?|child(ren)?|kids?|under[- ]?1[3-8]|age[- ](verification|gate|check|assurance)|"
+    r"parental|curfew|jurisdiction|region|geo|country|state|eu|gdpr|dsa|coppa|ccpa|utah|florida|california|"
+    r"law|legal|regulat\w*|compliance|consent)\b",
+    re.IGNORECASE,
+)
+
+
+@dataclass
+class EvalConfig:
+    model: str
+    data: Path
+    out_dir: Path
+    constrained: bool = True
+    """Constrained decoding (always valid); off to measure how often the model is valid on its own."""
+    batch_size: int = 8
+    limit: int | None = None
+    """Evaluate only the first N examples."""
+    max_reason_tokens: int = 48
+    train: Path | None = None
+    """Training JSONL: the majority baseline answers its most common label (default: the evaluated file's own
+    most common label, which a real system could not know: a stricter baseline)."""
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise UserError("--batch-size must be >= 1")
+        if self.limit is not None and self.limit < 1:
+            raise UserError("--limit must be >= 1")
+
+
+def keyword_rule(prompt_input: PromptInput | None, raw_input: str) -> Answer:
+    """Baseline: geo/age/law words -> Needs; a very short description -> NEI; else Not needed."""
+    if prompt_input is not None:
+        text = f"{prompt_input.feature.get('name', '')} {prompt_input.feature.get('description', '')}"
+    else:
+        text = raw_input
+    if _GEO_WORDS.search(text):
+        return Answer(compliance_flag=Label.NEEDS, reason="keyword rule: geo/age/law terms in the feature")
+    if len(text.split()) < 6:
+        return Answer(compliance_flag=Label.NEI, reason="keyword rule: description too short")
+    return Answer(compliance_flag=Label.NOT_NEEDED, reason="keyword rule: no geo/age/law terms")
+
+
+def _prf(tp: int, fp: int, fn: int) -> dict[str, float]:
+    p = tp / (tp + fp) if tp + fp else 0.0
+    r = tp / (tp + fn) if tp + fn else 0.0
+    f = 2 * p * r / (p + r) if p + r else 0.0
+    return {"precision": p, "recall": r, "f1": f, "support": tp + fn}
+
+
+def compute_metrics(golds: Sequence[Answer], preds: Sequence[Prediction]) -> dict[str, Any]:
+    """All metrics for one run. An invalid prediction counts as wrong (its own confusion column)."""
+    n = len(golds)
+    if n == 0:
+        raise UserError("no examples to evaluate")
+    names = [label.value for label in LABELS]
+    predicted = [p.answer.compliance_flag.value if p.valid and p.answer else INVALID for p in preds]
+    gold = [g.compliance_flag.value for g in golds]
+    matrix = {g: dict.fromkeys([*names, INVALID], 0) for g in names}
+    for g, p in zip(gold, predicted, strict=True):
+        matrix[g][p] += 1
+    per_class = {}
+    for name in names:
+        tp = matrix[name][name]
+        fp = sum(matrix[g][name] for g in names if g != name)
+        fn = sum(v for k, v in matrix[name].items() if k != name)
+        per_class[name] = _prf(tp, fp, fn)
+    present = [c for c in names if per_class[c]["support"] > 0 or any(p == c for p in predicted)]
+    valid = [p for p in preds if p.valid and p.answer]
+    cited = [p for p in valid if p.answer and p.answer.citation]
+    law_ok = sum(
+        1 for g, p in zip(golds, preds, strict=True) if p.valid and p.answer and (p.answer.law or None) == g.law
+    )
+    return {
+        "n": n,
+        "json_valid_rate": len(valid) / n,
+        "accuracy": sum(g == p for g, p in zip(gold, predicted, strict=True)) / n,
+        "macro_f1": sum(per_class[c]["f1"] for c in present) / len(present),
+        "per_class": per_class,
+        "confusion": matrix,
+        "law_accuracy": law_ok / n,
+        "citation_grounding_rate": (sum(1 for p in cited if p.grounded) / len(cited)) if cited else None,
+        "citations": len(cited),
+        "abstention_rate": sum(p == Label.NEI.value for p in predicted) / n,
+    }
+
+
+def majority_label(examples: Iterable[Example]) -> Label:
+    return Counter(ex.answer.compliance_flag for ex in examples).most_common(1)[0][0]
+
+
+def baseline_predictions(examples: Sequence[Example], inputs: Sequence[PromptInput | None],
+                         majority: Label) -> dict[str, list[Prediction]]:
+    runs: dict[str, list[Prediction]] = {"majority": [], "keyword": []}
+    for ex, pi in zip(examples, inputs, strict=True):
+        runs["majority"].append(parse_output(Answer(compliance_flag=majority).to_json(), pi))
+        runs["keyword"].append(parse_output(keyword_rule(pi, ex.input).to_json(), pi))
+    return runs
+
+
+def plot_confusion(matrix: dict[str, dict[str, int]], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = list(matrix)
+    cols = list(next(iter(matrix.values())))
+    data = [[matrix[r][c] for c in cols] for r in rows]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.imshow(data, cmap="Blues")
+    ax.set_xticks(range(len(cols)), [c.replace(" ", "\n", 1) for c in cols], fontsize=8)
+    ax.set_yticks(range(len(rows)), rows, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("gold")
+    ax.set_title(title)
+    top = max(max(r) for r in data) or 1
+    for i, row in enumerate(data):
+        for j, v in enumerate(row):
+            ax.text(j, i, str(v), ha="center", va="center", color="white" if v > top / 2 else "black")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def _fmt(v: Any) -> str:
+    return "n/a" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def render_report(result: dict[str, Any]) -> str:
+    runs = result["runs"]
+    keys = ["json_valid_rate", "accuracy", "macro_f1", "law_accuracy", "citation_grounding_rate", "abstention_rate"]
+    lines = [
+        f"# Evaluation: {result['model']}",
+        "",
+        f"Data: `{result['data']}` ({result['n']} examples); decoding: "
+        f"{'constrained' if result['constrained'] else 'unconstrained'}; "
+        f"{result['predictions_per_s']:.2f} predictions/s.",
+        "",
+        "| run | " + " | ".join(keys) + " |",
+        "|---" * (len(keys) + 1) + "|",
+    ]
+    lines += [f"| {name} | " + " | ".join(_fmt(m[k]) for k in keys) + " |" for name, m in runs.items()]
+    lines += ["", "## Per class (model)", "", "| label | precision | recall | f1 | support |", "|---|---|---|---|---|"]
+    for label, m in runs["model"]["per_class"].items():
+        lines.append(f"| {label} | {_fmt(m['precision'])} | {_fmt(m['recall'])} | {_fmt(m['f1'])} | {m['support']} |")
+    lines += ["", "## Confusion matrix (model; rows gold, columns predicted)", "", "![confusion](confusion.png)", ""]
+    cols = list(next(iter(runs["model"]["confusion"].values())))
+    lines += ["| gold \\ pred | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    lines += [f"| {g} | " + " | ".join(str(row[c]) for c in cols) + " |" for g, row in runs["model"]["confusion"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def run_eval(cfg: EvalConfig) -> dict[str, Any]:
+    """Evaluate ``cfg.model`` on ``cfg.data``; write eval.json, report.md, confusion.png; return the result."""
+    import time
+
+    from tqdm import tqdm
+
+    from sft.core.contract import render_prompt
+    from sft.inference.decoding import DecodeConfig
+    from sft.inference.predictor import Predictor
+
+    examples = list(read_examples(cfg.data))[: cfg.limit]
+    if not examples:
+        raise UserError(f"{cfg.data}: no examples")
+    inputs = [PromptInput.parse(ex.input) for ex in examples]
+    prompts = [render_prompt(ex.instruction, ex.input) for ex in examples]
+    predictor = Predictor.load(cfg.model, DecodeConfig(cfg.max_reason_tokens, cfg.batch_size))
+    preds: list[Prediction] = []
+    start = time.perf_counter()
+    with tqdm(total=len(examples), desc="eval", unit="ex") as bar:
+        for i in range(0, len(examples), cfg.batch_size):
+            batch = slice(i, i + cfg.batch_size)
+            preds += predictor.predict_prompts(prompts[batch], inputs[batch], constrained=cfg.constrained)
+            bar.update(len(prompts[batch]))
+    elapsed = time.perf_counter() - start
+    golds = [ex.answer for ex in examples]
+    runs = {"model": compute_metrics(golds, preds)}
+    majority = majority_label(read_examples(cfg.train) if cfg.train else examples)
+    baselines = baseline_predictions(examples, inputs, majority)
+    runs.update({name: compute_metrics(golds, p) for name, p in baselines.items()})
+    result = {
+        "model": cfg.model,
+        "data": str(cfg.data),
+        "n": len(examples),
+        "constrained": cfg.constrained,
+        "majority_label": {"label": majority.value, "from": str(cfg.train or cfg.data)},
+        "predictions_per_s": len(examples) / elapsed if elapsed > 0 else 0.0,
+        "runs": runs,
+        "predictions": [
+            {"id": ex.id, "gold": ex.answer.compliance_flag.value, "valid": p.valid, "raw": p.raw, "error": p.error}
+            for ex, p in zip(examples, preds, strict=True)
+        ],
+    }
+    cfg.out_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(cfg.out_dir / "eval.json", result)
+    write_text_atomic(cfg.out_dir / "report.md", render_report(result))
+    plot_confusion(runs["model"]["confusion"], cfg.out_dir / "confusion.png", f"{Path(cfg.model).name}: confusion")
+    return result

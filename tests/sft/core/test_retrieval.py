@@ -1,0 +1,187 @@
+"""Retrieval: local BM25 over real extracted chunks; Kendra checked against the real service model with
+botocore's Stubber; the sqlite cache in front of both."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from data_prep.extract import run_extract
+from data_prep.registry import load_registry
+from sft.core.errors import UserError
+from sft.core.retrieval import (
+    CachedRetriever,
+    KendraRetriever,
+    LocalRetriever,
+    Retriever,
+    build_local_index,
+    jurisdiction_matches,
+    open_retriever,
+)
+from tests.conftest import CORPUS
+
+
+@pytest.fixture(scope="module")
+def index_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    src = tmp_path_factory.mktemp("laws")
+    for p in ("pdfs/CA_SB976_2024_leginfo_print.pdf", "pdfs/FL_2024_HB3_hb0003-04-er.pdf",
+              "laws/us_18usc2258a.txt", "laws/eu_dsa_2022_2065.txt"):
+        shutil.copy(CORPUS / p, src)
+    chunks = tmp_path_factory.mktemp("chunks") / "chunks.jsonl"
+    run_extract(src, chunks, progress=False)
+    out = tmp_path_factory.mktemp("idx") / "index"
+    build_local_index(chunks, out)
+    return out
+
+
+def test_local_search_ranks_the_right_provision_first(index_dir: Path):
+    r = open_retriever("local", index_dir=index_dir)
+    assert isinstance(r, Retriever)
+    hits = r.search("report apparent child sexual abuse material to the NCMEC CyberTipline", k=3)
+    assert hits[0].law_id == "us_18usc2258a"
+    assert [h.score for h in hits] == sorted([h.score for h in hits], reverse=True) and hits[0].score > 0
+    hits = r.search("advertising based on profiling of minors", k=5, jurisdiction="EU")
+    assert "DSA Art. 28(2)" in [h.citation for h in hits]
+    # stemmed: the law says "advertisements ... minor"; the query's word forms differ
+    assert r.meta["stemmer"] == "english"
+    assert r.search("advertisement profile minor", k=3, jurisdiction="EU")[0].citation == "DSA Art. 28(2)"
+
+
+def test_jurisdiction_filter_is_a_prefix_match(index_dir: Path):
+    r = LocalRetriever(index_dir)
+    us = r.search("minor social media account parental consent", k=20, jurisdiction="US")
+    assert us and {h.jurisdiction for h in us} <= {"US", "US-CA", "US-FL"} and len({h.jurisdiction for h in us}) > 1
+    ca = r.search("minor social media account parental consent", k=20, jurisdiction="us-ca")
+    assert ca and {h.jurisdiction for h in ca} == {"US-CA"}
+    assert r.search("minor social media", jurisdiction="US-TX") == []
+    assert jurisdiction_matches("US-CA", "US") and not jurisdiction_matches("US", "US-CA")
+    assert not jurisdiction_matches("USX", "US")
+
+
+def test_index_dir_is_self_contained(index_dir: Path, tmp_path: Path):
+    moved = tmp_path / "model" / "law_index"
+    shutil.copytree(index_dir, moved)
+    a = LocalRetriever(moved).search("addictive feed", k=3)
+    b = LocalRetriever(index_dir).search("addictive feed", k=3)
+    assert [x.id for x in a] == [x.id for x in b] and a[0].law_id == "us_ca_sb976"
+
+
+def test_missing_index_is_a_clear_error(tmp_path: Path):
+    with pytest.raises(UserError, match="not a geoprep index"):
+        LocalRetriever(tmp_path)
+    with pytest.raises(UserError, match="unknown retriever"):
+        open_retriever("faiss", index_dir=tmp_path)
+
+
+# ------------------------------------------------------------------------------------------- kendra
+
+LONG_QUERY = " ".join(f"word{i}" for i in range(45))
+
+
+@pytest.fixture
+def kendra(monkeypatch: pytest.MonkeyPatch):
+    import boto3
+    from botocore.stub import Stubber
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    client = boto3.client("kendra", region_name="us-west-2")
+    with Stubber(client) as stub:
+        yield client, stub
+        stub.assert_no_pending_responses()
+
+
+def _response() -> dict:
+    return {
+        "QueryId": "q-1",
+        "ResultItems": [
+            {
+                "Id": "r-1",
+                "DocumentId": "s3://laws/eu_dsa.pdf",
+                "DocumentTitle": "EU Digital Services Act",
+                "Content": "Providers of online platforms accessible to minors shall put in place measures.",
+                "DocumentURI": "https://eur-lex.europa.eu/eli/reg/2022/2065/oj",
+                "DocumentAttributes": [
+                    {"Key": "_source_uri", "Value": {"StringValue": "s3://laws/eu_dsa.pdf"}},
+                    {"Key": "jurisdiction", "Value": {"StringValue": "EU"}},
+                    {"Key": "citation", "Value": {"StringValue": "DSA Art. 28(1)"}},
+                    {"Key": "law_id", "Value": {"StringValue": "eu_dsa"}},
+                    {"Key": "page", "Value": {"LongValue": 60}},
+                ],
+                "ScoreAttributes": {"ScoreConfidence": "HIGH"},
+            },
+            {
+                "Id": "r-2",
+                "DocumentId": "doc-2",
+                "DocumentTitle": "Some US law",
+                "Content": "Other text.",
+                "DocumentAttributes": [{"Key": "jurisdiction", "Value": {"StringValue": "US-CA"}}],
+                "ScoreAttributes": {"ScoreConfidence": "LOW"},
+            },
+        ],
+    }
+
+
+def _expected(query: str, jurisdiction_filter: dict | None) -> dict:
+    lang = {"EqualsTo": {"Key": "_language_code", "Value": {"StringValue": "en"}}}
+    return {
+        "IndexId": "0123456789abcdef0123456789abcdef01234567",
+        "QueryText": query,
+        "PageSize": 5,
+        "AttributeFilter": {"AndAllFilters": [lang, jurisdiction_filter]} if jurisdiction_filter else lang,
+    }
+
+
+INDEX = "0123456789abcdef0123456789abcdef01234567"
+
+
+def test_kendra_request_and_mapping(kendra):
+    client, stub = kendra
+    cut = " ".join(LONG_QUERY.split()[:30])
+    us = {"OrAllFilters": [{"EqualsTo": {"Key": "jurisdiction", "Value": {"StringValue": j}}}
+                           for j in ("US", "US-CA", "US-FL", "US-UT")]}
+    stub.add_response("retrieve", _response(), _expected(cut, None))
+    stub.add_response("retrieve", {"QueryId": "q-2", "ResultItems": []}, _expected("minors", us))
+    r = KendraRetriever(INDEX, client=client, page_size=10, jurisdictions=load_registry().jurisdictions())
+    hits = r.search(LONG_QUERY, k=5)
+    first = hits[0]
+    assert (first.citation, first.law_id, first.jurisdiction, first.page) == ("DSA Art. 28(1)", "eu_dsa", "EU", 60)
+    assert first.uri == "s3://laws/eu_dsa.pdf" and first.title == "EU Digital Services Act"
+    assert first.snippet.startswith("Providers of online platforms") and first.score == 0.75
+    assert hits[1].citation == "Some US law" and hits[1].score == 0.25 and hits[1].page is None
+    assert r.search("minors", k=5, jurisdiction="US") == []
+
+
+def test_default_kendra_client_retries_adaptively(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    r = KendraRetriever(INDEX, region="us-west-2")
+    assert r.client.meta.config.retries["mode"] == "adaptive"
+    assert r.client.meta.region_name == "us-west-2"
+    with pytest.raises(UserError, match="index id"):
+        KendraRetriever("", client=r.client)
+
+
+def test_cache_avoids_repeat_calls_and_survives_restart(kendra, tmp_path: Path):
+    client, stub = kendra
+    stub.add_response("retrieve", _response(), _expected("age checks for teens", None))
+    cache = tmp_path / "cache.sqlite"
+    first = CachedRetriever(KendraRetriever(INDEX, client=client), cache)
+    a = first.search("age checks for teens", k=5)
+    b = first.search("age checks for teens", k=5)  # a second backend call would hit the empty Stubber
+    assert a == b and first.misses == 1 and first.hits == 1
+    first.close()
+    again = CachedRetriever(KendraRetriever(INDEX, client=client), cache)  # "restarted" process
+    assert again.search("age checks for teens", k=5) == a and again.misses == 0
+    from botocore.exceptions import StubResponseError
+
+    with pytest.raises((StubResponseError, AssertionError)):  # a different filter is a different key
+        again.search("age checks for teens", k=5, jurisdiction="EU")
+
+
+def test_local_cache_keys_on_the_index_content(index_dir: Path, tmp_path: Path):
+    cached = CachedRetriever(LocalRetriever(index_dir), tmp_path / "c.sqlite")
+    assert cached.search("addictive feed", k=2) == cached.search("addictive feed", k=2)
+    assert (cached.hits, cached.misses) == (1, 1)

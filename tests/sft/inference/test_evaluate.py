@@ -1,0 +1,124 @@
+"""geosft eval: all metrics, both baselines, report and confusion PNG on the tiny model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from sft.core.contract import Answer, Example, Feature, Label, LawContext, PromptInput, parse_output
+from sft.inference.evaluate import compute_metrics, keyword_rule
+
+CTX = LawContext(id="eu_dsa#28", law_id="eu_dsa", title="EU Digital Services Act", citation="DSA Art. 28(1)",
+                 jurisdiction="EU", snippet="Providers of online platforms accessible to minors shall ...")
+ROWS = [
+    ("Teen curfew", "Block notifications at night for minors in Florida.", Label.NEEDS, "EU Digital Services Act"),
+    ("Age gate", "Age verification for users in Utah before sign-up.", Label.NEEDS, "EU Digital Services Act"),
+    ("Dark mode", "A darker colour theme for the whole app at night.", Label.NOT_NEEDED, None),
+    ("Bigger font", "Let people increase the font size in the reading view.", Label.NOT_NEEDED, None),
+    ("Project X", "Rollout.", Label.NEI, None),
+]
+
+
+def _examples():
+    out = []
+    for i, (name, desc, label, law) in enumerate(ROWS):
+        pi = PromptInput.build(Feature(name=name, description=desc), [CTX])
+        ans = Answer(compliance_flag=label, law=law, citation="DSA Art. 28(1)" if law else None, reason="r")
+        out.append(Example.build(pi, ans, id=f"ex{i}"))
+    return out
+
+
+def _pred(label, law=None, citation=None, pi=None):
+    return parse_output(Answer(compliance_flag=label, law=law, citation=citation).to_json(), pi)
+
+
+def test_metrics_by_hand():
+    golds = [Answer(compliance_flag=g) for g in (Label.NEEDS, Label.NEEDS, Label.NOT_NEEDED, Label.NEI)]
+    pi = PromptInput.build(Feature(name="a", description="b"), [CTX])
+    preds = [
+        _pred(Label.NEEDS, "EU Digital Services Act", "DSA Art. 28(1)", pi),  # right, grounded
+        _pred(Label.NOT_NEEDED, "EU Digital Services Act", "Made-up § 1", pi),  # wrong, ungrounded
+        _pred(Label.NOT_NEEDED),  # right
+        parse_output("not json at all"),  # invalid
+    ]
+    m = compute_metrics(golds, preds)
+    assert m["json_valid_rate"] == 0.75
+    assert m["accuracy"] == 0.5
+    assert m["confusion"]["Not Enough Information"]["invalid"] == 1
+    needs = m["per_class"]["Needs Geo-Compliance"]
+    assert (needs["precision"], needs["recall"]) == (1.0, 0.5)
+    nn = m["per_class"]["No Geo-Compliance Needed"]
+    assert nn["precision"] == 0.5 and nn["recall"] == 1.0
+    assert m["macro_f1"] == pytest.approx((2 / 3 + 2 / 3 + 0.0) / 3)
+    assert m["citation_grounding_rate"] == 0.5
+    assert m["law_accuracy"] == 0.25  # gold law is None everywhere; only the null prediction matches
+    assert m["abstention_rate"] == 0.0
+
+
+def test_keyword_rule_baseline():
+    def flag(name, desc):
+        return keyword_rule(PromptInput.build(Feature(name=name, description=desc), []), "").compliance_flag
+
+    assert flag("Teen curfew", "Block notifications for minors") == Label.NEEDS
+    assert flag("Dark mode", "A darker colour theme for the whole app") == Label.NOT_NEEDED
+    assert flag("X", "Rollout.") == Label.NEI
+
+
+def test_eval_writes_all_metrics_baselines_and_png(tiny_model_dir, tmp_path):
+    pytest.importorskip("torch")
+    from sft.inference.evaluate import EvalConfig, run_eval
+
+    data = tmp_path / "validation.jsonl"
+    data.write_text("".join(ex.to_json() + "\n" for ex in _examples()))
+    out = tmp_path / "eval"
+    result = run_eval(EvalConfig(str(tiny_model_dir), data, out, batch_size=2))
+    saved = json.loads((out / "eval.json").read_text())
+    assert saved["runs"].keys() == {"model", "majority", "keyword"}
+    for run in saved["runs"].values():
+        for key in ("json_valid_rate", "accuracy", "macro_f1", "per_class", "confusion", "law_accuracy",
+                    "citation_grounding_rate", "abstention_rate"):
+            assert key in run
+    assert saved["runs"]["model"]["json_valid_rate"] == 1.0  # constrained: valid even from a random model
+    assert saved["runs"]["majority"]["accuracy"] == pytest.approx(2 / 5)
+    assert saved["runs"]["keyword"]["accuracy"] == 1.0
+    assert sum(sum(r.values()) for r in saved["runs"]["model"]["confusion"].values()) == 5
+    assert (out / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report = (out / "report.md").read_text()
+    assert "| keyword |" in report and "| majority |" in report and "confusion.png" in report
+    assert result["predictions_per_s"] > 0
+
+    # With the training split given, the majority baseline answers the training prior (NEI here), as a system
+    # that has not seen the evaluation labels would.
+    train = tmp_path / "train.jsonl"
+    train.write_text("".join(ex.to_json() + "\n" for ex in _examples() if ex.answer.compliance_flag == Label.NEI) * 3)
+    result = run_eval(EvalConfig(str(tiny_model_dir), data, tmp_path / "eval2", batch_size=2, train=train))
+    assert result["majority_label"] == {"label": "Not Enough Information", "from": str(train)}
+    assert result["runs"]["majority"]["accuracy"] == pytest.approx(1 / 5)
+
+
+def test_eval_cli_on_an_adapter_dir(tiny_model_dir, tmp_path):
+    pytest.importorskip("peft")
+    import subprocess
+    import sys
+
+    from peft import LoraConfig, get_peft_model
+
+    from sft.models import load_model_and_tokenizer
+
+    model, tok = load_model_and_tokenizer(tiny_model_dir)
+    get_peft_model(model, LoraConfig(r=2, target_modules="all-linear", task_type="CAUSAL_LM")).save_pretrained(
+        tmp_path / "adapter")
+    tok.save_pretrained(tmp_path / "adapter")
+    data = tmp_path / "validation.jsonl"
+    data.write_text("".join(ex.to_json() + "\n" for ex in _examples()[:3]))
+    code = "from sft.cli import main; main()"
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "eval", "--model", str(tmp_path / "adapter"), "--data", str(data),
+         "--out", str(tmp_path / "ev")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "macro-F1" in proc.stdout
+    assert json.loads((tmp_path / "ev" / "eval.json").read_text())["n"] == 3
+    bad = subprocess.run([sys.executable, "-c", code, "eval", "--model", str(tmp_path / "adapter"), "--data",
+                          str(tmp_path / "nope.jsonl")], capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 1 and "nope.jsonl: no such file" in bad.stderr and "Traceback" not in bad.stderr

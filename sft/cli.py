@@ -73,7 +73,8 @@ def check(
 @app.command("eval")
 def eval_(
     model: Annotated[str, typer.Option(help="Model: training output dir (adapter or merged/), model dir or 'demo'.")],
-    data: Annotated[Path, typer.Option(help="Validation JSONL (instruction, input, output).")],
+    data: Annotated[Path, typer.Option(
+        help="Validation JSONL (instruction, input, output), or a labelled spec CSV (scored through predict's path).")],
     out: Annotated[Path, typer.Option(help="Directory for eval.json, report.md and confusion.png.")] = Path("eval"),
     constrained: Annotated[bool, typer.Option(help="Constrained decoding (always-valid answers).")] = True,
     batch_size: Annotated[int, typer.Option(help="Prompts per forward pass.")] = 8,
@@ -81,12 +82,17 @@ def eval_(
     train: Annotated[Path | None, typer.Option(
         help="Training JSONL: the majority baseline answers its most common label (default: the evaluated file's).")
     ] = None,
+    glossary: Annotated[Path | None, typer.Option(help="Glossary CSV (labelled spec files: as with predict).")] = None,
+    index_dir: Annotated[Path | None, typer.Option(help="Retrieval index for a spec file (default MODEL/index).")] = None,
+    calibrate: Annotated[bool, typer.Option(
+        help="Fit confidence calibration (temperature, review threshold) on this file; saved with the model.")
+    ] = False,
 ) -> None:
     """Score a model and two baselines (majority class, keyword rules) on a validation file."""
     from sft.inference.evaluate import EvalConfig, run_eval
 
     result = run_eval(EvalConfig(model, data, out, constrained=constrained, batch_size=batch_size, limit=limit,
-                                 train=train))
+                                 train=train, glossary=glossary, index_dir=index_dir, calibrate=calibrate))
     m = result["runs"]["model"]
     typer.echo(f"accuracy {m['accuracy']:.3f}  macro-F1 {m['macro_f1']:.3f}  valid {m['json_valid_rate']:.3f}"
                f"  -> {out / 'report.md'}")

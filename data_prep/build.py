@@ -31,6 +31,7 @@ from typing import Any, Protocol
 
 from data_prep.features import (
     AMBIGUOUS,
+    BARE_TWIN,
     BUSINESS,
     BUSINESS_REASONS,
     BUSINESS_TWIN,
@@ -39,6 +40,7 @@ from data_prep.features import (
     POSITIVE,
     TOPIC_PHRASES,
     UNCOVERED,
+    UNIVERSAL,
     UNIVERSAL_REASON,
     UNIVERSAL_TWIN,
     FeatureSpec,
@@ -211,15 +213,15 @@ def _candidates_for(spec, obligations, topics_by_law, ctx, glossary, drops) -> l
         reason = (f"The law context given ({context[0].title}) does not cover "
                   f"{TOPIC_PHRASES.get(ob.topic, ob.topic)} for users in {where}, so it cannot decide this feature.")
         return [_make(spec, UNCOVERED, context, Answer(compliance_flag=Label.NEI, reason=reason), notes)]
-    if spec.kind in (AMBIGUOUS, NO_REASON_TWIN):
+    if spec.kind in (AMBIGUOUS, NO_REASON_TWIN, BARE_TWIN):
         text = f"{spec.feature.name} {spec.feature.description}"
         scope = where if spec.jurisdiction and where in text else "some regions"
         answer = Answer(compliance_flag=Label.NEI, reason=(
             f"The spec limits the feature to {scope} without saying why, so its legal relevance cannot be judged."))
         return [_make(spec, spec.kind, context, answer, notes)]
-    if spec.kind in (BUSINESS, BUSINESS_TWIN, UNIVERSAL_TWIN):
+    if spec.kind in (BUSINESS, BUSINESS_TWIN, UNIVERSAL_TWIN, UNIVERSAL):
         idx = int(hashlib.sha1((spec.feature.id or "").encode()).hexdigest(), 16) % len(BUSINESS_REASONS)
-        reason = (UNIVERSAL_REASON if spec.kind == UNIVERSAL_TWIN else BUSINESS_REASONS[idx])
+        reason = (UNIVERSAL_REASON if spec.kind in (UNIVERSAL_TWIN, UNIVERSAL) else BUSINESS_REASONS[idx])
         return [_make(spec, spec.kind, context, Answer(compliance_flag=Label.NOT_NEEDED, reason=reason), notes)]
     if spec.kind == IMPORTED:
         return _imported(spec, context, notes, ctx, drops)

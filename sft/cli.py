@@ -283,9 +283,15 @@ DbOpt = Annotated[str | None, typer.Option(
 
 
 def _review_db(run_dir: Path, db: str | None):
-    from sft.review.db import default_url, open_db
+    from sft.review.db import open_db
 
-    return open_db(db or default_url(run_dir))
+    return open_db(_review_url(run_dir, db))
+
+
+def _review_url(run_dir: Path, db: str | None) -> str:
+    from sft.review.db import default_url
+
+    return db or default_url(run_dir)
 
 
 @review_app.callback(invoke_without_command=True)
@@ -309,7 +315,7 @@ def review(
     sessions = _review_db(run_dir, db)
     if not users_exist(sessions) and not trust_header:
         typer.echo("no reviewer accounts yet: create one with `geosft review add-user NAME`", err=True)
-    cfg = ReviewConfig(db or "", trust_header=trust_header, max_upload_mb=max_upload_mb,
+    cfg = ReviewConfig(_review_url(run_dir, db), trust_header=trust_header, max_upload_mb=max_upload_mb,
                        secure_cookies=secure_cookies)
     server = make_server(create_app(cfg, sessions), host, port)
     typer.echo(f"review queue on http://{host}:{server.server_port}/ (Ctrl+C stops)")

@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import CORPUS, EXAMPLES
 
-IN_CI = bool(os.environ.get("CI"))
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true")  # as tests/test_image.py
 # .ci/run starts Debian's PostgreSQL and exports this; locally point it at any server you run.
 PG_ENV = "GEOCOMPLY_TEST_PG_URL"
 PG_DEFAULT = "postgresql://postgres@127.0.0.1:5432/postgres"

@@ -70,8 +70,6 @@ def test_sign_in_import_review_three_export(browser, live_app, predictions, law_
     assert "Imported 4 item(s)" in _flashes(page)
     names = page.locator("#queue tr[data-href] td:nth-child(2) .muted").all_text_contents()
     assert names == ["F-103", "F-102", "F-104", "F-101"]  # needs_review, then least confident
-    if SCREENSHOT:
-        page.screenshot(path=SCREENSHOT, full_page=True)
 
     # 1. Keyboard: Enter opens the top item (F-103); its law snippets and citations are there; 'c' confirms.
     with page.expect_navigation():
@@ -109,6 +107,9 @@ def test_sign_in_import_review_three_export(browser, live_app, predictions, law_
     page.goto(live_app.url + "/")
     assert "accuracy 33.3 %" in page.text_content("#agreement") and "over 3 reviewed" in page.text_content(
         "#agreement")
+    if SCREENSHOT:  # docs/review-queue.png: the queue with every item, decisions and the live agreement
+        page.goto(live_app.url + "/?all=1")
+        page.screenshot(path=SCREENSHOT, full_page=True)
 
     # Export through the browser; geosft check and geoprep import accept the files.
     with page.expect_download() as dl:

@@ -46,8 +46,9 @@ _TRUE, _FALSE = {"true", "1", "yes", "y"}, {"false", "0", "no", "n"}
 
 @dataclass
 class ParsedRow:
+    where: str
     feature_id: str
-    name: str
+    name: str | None  # the endpoint's rows carry none: taken from the features file
     description: str | None
     flag: str | None
     law: str | None
@@ -89,20 +90,21 @@ def _confidence(v: Any, where: str) -> float | None:
 def parse_row(obj: Any, where: str) -> ParsedRow:
     if not isinstance(obj, dict):
         raise ContractError(f"{where}: expected a JSON object (a prediction row), got {type(obj).__name__}")
-    for key in ("id", "name"):
-        if not _opt_str(obj.get(key)):
-            raise ContractError(f"{where}: field '{key}': missing or empty")
-    flag = _opt_str(obj.get("flag"))
+    if not _opt_str(obj.get("id")):
+        raise ContractError(f"{where}: field 'id': missing or empty")
+    key = "flag" if "flag" in obj else "compliance_flag"  # geosft predict's rows / the endpoint's
+    flag = _opt_str(obj.get(key))
     if flag is not None:
-        flag = normalize_label(flag, where=f"{where}: field 'flag'").value
+        flag = normalize_label(flag, where=f"{where}: field '{key}'").value
     ctx = obj.get("context_ids") or []
     if isinstance(ctx, str):  # predictions.csv joins them with ';'
         ctx = [c for c in ctx.split(";") if c.strip()]
     if not isinstance(ctx, list) or not all(isinstance(c, str) for c in ctx):
         raise ContractError(f"{where}: field 'context_ids': expected a list of chunk ids")
     return ParsedRow(
+        where=where,
         feature_id=str(obj["id"]).strip()[:200],
-        name=str(obj["name"]).strip(),
+        name=_opt_str(obj.get("name")),
         description=_opt_str(obj.get("description")),
         flag=flag,
         law=_opt_str(obj.get("law")),
@@ -142,12 +144,12 @@ def read_predictions(path: Path) -> list[ParsedRow]:
     return rows
 
 
-def read_descriptions(path: Path) -> dict[str, str]:
-    """id -> description from the features file the predictions were made for (CSV or JSONL)."""
+def read_feature_file(path: Path) -> dict[str, Feature]:
+    """id -> feature (name, description) from the features file the predictions were made for."""
     from sft.inference.predict import read_features
 
     errors: list[ContractError] = []
-    found = {f.id: f.description for f in read_features(path, errors.append) if f.id}
+    found = {f.id: f for f in read_features(path, errors.append) if f.id}
     if errors:
         raise errors[0]
     return found
@@ -176,7 +178,14 @@ def import_predictions(
     A row whose (id, model_id) is already in the database is skipped, so importing a file twice is harmless.
     """
     rows = read_predictions(predictions)
-    descriptions = read_descriptions(features) if features else {}
+    known = read_feature_file(features) if features else {}
+    for r in rows:
+        f = known.get(r.feature_id)
+        r.name = r.name or (f.name if f else None)
+        r.description = r.description or (f.description if f else None)
+        if not r.name:
+            raise ContractError(f"{r.where}: field 'name': missing (the endpoint's rows have none: add the "
+                                "features file the predictions were made for)")
     law_chunks = read_law_chunks(chunks) if chunks else []
     with db() as s, s.begin():
         existing = {(fid, mid) for fid, mid in s.execute(select(Item.feature_id, Item.model_id))}
@@ -190,7 +199,7 @@ def import_predictions(
                 continue
             existing.add((r.feature_id, r.model_id))
             s.add(Item(
-                feature_id=r.feature_id, name=r.name, description=r.description or descriptions.get(r.feature_id),
+                feature_id=r.feature_id, name=r.name, description=r.description,
                 flag=r.flag, law=r.law, citation=r.citation, reason=r.reason, confidence=r.confidence,
                 needs_review=r.needs_review, context_ids=r.context_ids, model_id=r.model_id,
                 predicted_at=r.predicted_at, import_id=imp.id,

@@ -37,10 +37,38 @@ def test_import_queue_order_and_missing_issue13_keys(db_url, predictions, law_ch
     db.kw["bind"].dispose()
 
 
+def test_predict_csv_and_endpoint_json_lines_import_too(db_url, predictions, tmp_path):
+    """predictions.csv (geosft predict's own CSV writer) and the endpoint's rows (compliance_flag, no name:
+    the name and description come from the features file)."""
+    from sft.inference.predict import write_csv
+
+    db = open_db(db_url)
+    # Today's predict rows (before issue 13 adds confidence / needs_review to its CSV columns).
+    plain = tmp_path / "plain.jsonl"
+    plain.write_text("".join(json.dumps({k: v for k, v in json.loads(x).items() if k not in ("confidence",
+                     "needs_review")}) + "\n" for x in predictions.read_text().splitlines()))
+    csv_path = tmp_path / "predictions.csv"
+    write_csv(plain, csv_path)
+    assert store.import_predictions(db, csv_path, "alice").added == 4
+    endpoint = tmp_path / "endpoint.jsonl"
+    endpoint.write_text(json.dumps({"id": "F-105", "compliance_flag": "No Geo-Compliance Needed", "law": None,
+                                    "citation": None, "reason": "r", "context_ids": [], "model_id": "ep"}) + "\n")
+    assert store.import_predictions(db, endpoint, "alice", features=EXAMPLES / "features.csv").added == 1
+    with db() as s:
+        items = {it.feature_id: it for it, _ in store.queue(s)}
+    assert items["F-103"].context_ids == json.loads(predictions.read_text().splitlines()[2])["context_ids"]
+    assert all(it.confidence is None and it.needs_review for it in items.values())
+    assert items["F-105"].flag == "No Geo-Compliance Needed"
+    assert items["F-105"].name == "Notice-and-action form for illegal content in the EU"
+    assert items["F-105"].description.startswith("Add an in-app form")
+    db.kw["bind"].dispose()
+
+
 @pytest.mark.parametrize(("line", "message"), [
     ('{"id": "X", "name": "n", "flag": "maybe"}', "field 'flag': unknown label 'maybe'"),
     ('{"id": "X", "name": "n", "flag": "yes", "confidence": 1.5}', "field 'confidence': 1.5 is outside 0..1"),
-    ('{"id": "X", "flag": "yes"}', "field 'name': missing or empty"),
+    ('{"id": "X", "flag": "yes"}', "field 'name': missing (the endpoint's rows have none"),
+    ('{"id": "X", "name": "n", "compliance_flag": "perhaps"}', "field 'compliance_flag': unknown label"),
     ('{"id": "X", "name": "n", "context_ids": "a;b", "needs_review": "perhaps"}', "field 'needs_review'"),
     ("not json", "invalid JSON"),
 ])

@@ -117,6 +117,23 @@ def test_concurrent_decisions_on_one_item_are_all_kept_in_order(db_url, predicti
     db.kw["bind"].dispose()
 
 
+def test_the_database_refuses_to_rewrite_an_event(db_url, predictions):
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    db = open_db(db_url)
+    store.import_predictions(db, predictions, "alice")
+    with db() as s:
+        item_id = store.queue(s)[0][0].id
+    store.decide(db, item_id, "alice", flag="yes", law=None, citation=None, reason="r")
+    for sql in ("UPDATE events SET reviewer = 'mallory'", "DELETE FROM events"):
+        with pytest.raises(DBAPIError, match="append-only"), db() as s, s.begin():
+            s.execute(text(sql))
+    with db() as s:
+        assert [e.reviewer for e in store.history(s, item_id)] == ["alice"]
+    db.kw["bind"].dispose()
+
+
 def test_export_is_accepted_by_geoprep_import_and_geosft_check(db_url, predictions, law_chunks, tmp_path):
     from data_prep.cli import app as geoprep
     from sft.cli import app as geosft

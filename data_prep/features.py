@@ -329,11 +329,12 @@ BUSINESS_TWIN, NO_REASON_TWIN, UNIVERSAL_TWIN = "business_twin", "no_reason_twin
 BARE_TWIN, UNIVERSAL = "bare_twin", "universal"
 
 REGION_VARIANTS: dict[str, list[str]] = {
+    # Noun phrases that read after "in" / "for": templates say "... for minors in {where}".
     "EU": ["the EU", "the EEA", "EU member states", "Europe", "EU countries", "the European Union"],
-    "US": ["the US", "the United States", "US users nationwide", "all US states", "stateside users"],
-    "US-CA": ["California", "CA", "California-based users", "the state of California"],
-    "US-FL": ["Florida", "FL", "Florida residents", "the state of Florida"],
-    "US-UT": ["Utah", "UT", "Utah residents", "Salt Lake City and the rest of Utah"],
+    "US": ["the US", "the United States", "the USA", "all US states"],
+    "US-CA": ["California", "CA", "the state of California"],
+    "US-FL": ["Florida", "FL", "the state of Florida"],
+    "US-UT": ["Utah", "UT", "the state of Utah"],
 }
 
 # {law}: the obligation's law title or short name; {where}: the region.
@@ -349,7 +350,7 @@ LEGAL_IMPLICIT = [
     "Required by the law that now applies to platforms in {where}.",
     "Legal says this is mandatory for {where}.",
     "Regulators in {where} require this of platforms like ours.",
-    "Needed to meet the {where} rules on {phrase}.",
+    "Needed to meet the legal requirements in {where} on {phrase}.",
     "Counsel flagged this as a statutory duty in {where}.",
     "This is a legal requirement for users in {where}, not a product choice.",
 ]

@@ -6,7 +6,13 @@ import pytest
 
 from sft.core.budget import fit_to_budget
 from sft.core.contract import DEFAULT_INSTRUCTION, Answer, Example, Feature, LawContext, PromptInput
-from sft.core.prompt import answer_reserve, build_prompt, fit_prompt_input, law_context, mentioned_jurisdictions
+from sft.core.prompt import (
+    answer_reserve,
+    build_prompt,
+    fit_prompt_input,
+    law_context,
+    mentioned_jurisdictions,
+)
 
 
 def _ctx(i: int, jur: str = "EU", law: str = "law") -> LawContext:

@@ -39,7 +39,7 @@ def test_decoding_never_returns_a_reason_naming_absent_law(tiny_model_dir, monke
     real = decoding.generate
     for forced in (None, 'Required by the TerraCorp Online Safety Act (HB 999) and GDPR Art. 8."'):
         if forced:
-            monkeypatch.setattr(decoding, "generate", lambda *a, **k: [forced] * len(a[2]))
+            monkeypatch.setattr(decoding, "generate", lambda *a, text=forced, **k: [text] * len(a[2]))
         else:
             monkeypatch.setattr(decoding, "generate", real)
         pred = predictor.predict_prompts([prompt], [PI])[0]

@@ -119,6 +119,9 @@ def predict(
     counts = run_predict(cfg)
     typer.echo(f"predicted {counts['predicted']}, already done {counts['skipped']}, bad rows {counts['bad']}"
                f" -> {cfg.jsonl_path}, {cfg.csv_path}")
+    if counts["no_law_in_prompt"]:
+        typer.echo(f"{counts['no_law_in_prompt']} feature(s) had their retrieved law cut by the token budget "
+                   "(see prompt_cut in the output)", err=True)
 
 
 @app.command()

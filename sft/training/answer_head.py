@@ -78,3 +78,46 @@ def score_answer_positions_only(model: Any) -> bool:
 
     base.forward = types.MethodType(forward, base)
     return True
+
+
+def weight_label_tokens(model: Any, n_tokens: int, weight: float) -> bool:
+    """Weight the loss of each answer's first ``n_tokens`` tokens (the JSON frame and the flag) by ``weight``.
+
+    The flag decides the answer, yet it is ~5 of ~70 answer tokens: with a plain mean, a small model fits the
+    reason's wording long before it learns the decision, and answers the majority label (measured on the realistic
+    set, demo model, 100 steps: 92 % of answers "No Geo-Compliance Needed"). Scaling those positions' log-likelihood
+    in TRL's fused-head output changes the loss TRL computes from it (sum / answer tokens), on any device. Returns
+    whether it was installed (``weight == 1`` or a TRL without the fused output: no).
+    """
+    import functools
+    import types
+
+    if weight == 1.0:
+        return False
+    try:
+        from trl.trainer.utils import FusedCausalLMOutput
+    except ImportError:
+        log.warning("label_loss_weight needs TRL's fused LM head output (TRL >= 1.15); training without it")
+        return False
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    inner = base.forward
+
+    @functools.wraps(type(base).forward)
+    def forward(self, *args, **kwargs):
+        out = inner(*args, **kwargs)
+        if isinstance(out, FusedCausalLMOutput) and out.label_mask is not None:
+            mask = out.label_mask
+            first = mask & (mask.long().cumsum(-1) <= n_tokens)
+            out.log_probs = out.log_probs * (1.0 + (weight - 1.0) * first.to(out.log_probs.dtype))
+        return out
+
+    base.forward = types.MethodType(forward, base)
+    return True
+
+
+def label_token_count(tokenizer: Any) -> int:
+    """Tokens from the answer's start through the longest label: what :func:`weight_label_tokens` weights."""
+    from sft.core.contract import LABELS
+
+    return max(len(tokenizer(f'{{"compliance_flag": "{label.value}"', add_special_tokens=False)["input_ids"])
+               for label in LABELS)

@@ -62,6 +62,9 @@ class TrainConfig:
     quantize: str | None = _f(None, "'4bit' for QLoRA (bitsandbytes nf4 + double quant; for GPUs, runs slowly on CPU).")
     # speed / memory
     gradient_checkpointing: bool | None = _f(None, "Recompute activations (default: on for CUDA, off on CPU).")
+    label_loss_weight: float = _f(1.0, "Loss weight of the answer's first tokens (the compliance flag) relative to the "
+                                       "rest (the law, citation and reason). >1 makes a small model learn the decision "
+                                       "before the reason's wording.")
     fast_dropout: bool = _f(True, "On CPU, draw LoRA dropout masks from 16-bit random slices (same distribution "
                                   "up to p in steps of 1/65536; ~12% faster steps than torch's per-element draws).")
     padding_free: bool | None = _f(None, "Compute no pad tokens. Default: on a CPU, one example per forward pass "
@@ -98,6 +101,8 @@ class TrainConfig:
             raise UserError("learning_rate and epochs must be > 0")
         if not 0 <= self.lora_dropout < 1 or not 0 <= self.warmup_ratio < 1:
             raise UserError("lora_dropout and warmup_ratio must be in [0, 1)")
+        if not 1.0 <= self.label_loss_weight <= 100.0:
+            raise UserError(f"label_loss_weight: 1 to 100, got {self.label_loss_weight}")
         if self.max_steps == 0 or self.max_steps < -1:
             raise UserError(f"max_steps: -1 (all epochs) or >= 1, got {self.max_steps}")
 

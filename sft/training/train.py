@@ -307,7 +307,7 @@ def build_trainer(config: TrainConfig, run: RunState | None = None) -> Prepared:
     from trl import SFTConfig, SFTTrainer
 
     from sft.models import load_tokenizer, resolve
-    from sft.training.answer_head import score_answer_positions_only
+    from sft.training.answer_head import label_token_count, score_answer_positions_only, weight_label_tokens
     from sft.training.data import balance_labels, prepare_split, to_dataset
 
     if not config.data:
@@ -343,6 +343,8 @@ def build_trainer(config: TrainConfig, run: RunState | None = None) -> Prepared:
     )
     # CPU speed-ups (no-ops on CUDA): the LM head only over answer positions; cheap LoRA dropout masks.
     score_answer_positions_only(trainer.model)
+    if weight_label_tokens(trainer.model, label_token_count(tokenizer), config.label_loss_weight):
+        log.info("loss weight %.1f on the answer's flag tokens", config.label_loss_weight)
     if config.fast_dropout:
         from sft.training.fast_dropout import install_fast_lora_dropout
 

@@ -37,16 +37,26 @@ def extract(
     ),
     registry: Annotated[Path | None, typer.Option(help="Extra law registry YAML (your own laws).")] = None,
     workers: Annotated[int, typer.Option(help="Parallel processes (0: one per CPU).", min=0)] = 0,
+    ocr: Annotated[str, typer.Option(help="OCR image-only pages: auto (when Tesseract is installed), always "
+                                          "(every page), never (image-only pages are named in the report).")] = "auto",
 ) -> None:
-    """Extract law PDFs/texts into article/section-sized law chunks (resumable; bad files reported)."""
+    """Extract regulation PDFs/texts into law chunks: registry laws by file name or content, unknown
+    documents with inferred kind, jurisdiction and structure (resumable; bad files reported)."""
     from data_prep.extract import report_path, run_extract
+    from data_prep.pdftext import OCR_MODES
     from sft.core.console import setup_logging
+    from sft.core.errors import UserError
 
+    if ocr not in OCR_MODES:
+        raise UserError(f"--ocr: {ocr!r} is not one of {', '.join(OCR_MODES)}")
     setup_logging()
-    report = run_extract(input_dir, out, registry_file=registry, workers=workers)
+    report = run_extract(input_dir, out, registry_file=registry, workers=workers, ocr=ocr)
     for f in report.files:
         if f.status not in ("ok", "cached"):
             typer.echo(f"{f.status}: {f.file}: {f.cause}", err=True)
+        elif f.found_by != "registry" or f.notes:
+            how = f"{f.found_by}: {f.law_id} ({f.doc_kind}, {f.jurisdiction})"
+            typer.echo(f"{f.file}: {how}" + "".join(f"; {n}" for n in f.notes), err=True)
     typer.echo(f"{report.total_chunks} chunks from {report.total_pages} PDF pages -> {out} "
                f"(report: {report_path(out)})")
 

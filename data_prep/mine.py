@@ -139,8 +139,11 @@ def mine_chunk(chunk: LawContext, allowed: frozenset[str] | None = None,
 
 
 def mine(chunks: Iterable[LawContext], registry: Registry | None = None,
-         stats: Counter | None = None) -> list[Obligation]:
+         stats: Counter | None = None, cite_secondary: bool = False) -> list[Obligation]:
     """All obligations in ``chunks``, without duplicates (same id), in chunk order.
+
+    Secondary sources (opinions, reports, articles: ``doc_kind == "secondary"``) stay retrievable as
+    background but ground no obligation, so no answer cites them as its law, unless ``cite_secondary``.
 
     Topics are limited to those each law declares in ``registry`` (default: the bundled one); pass a
     ``Counter`` as ``stats`` to get the number of sentences skipped for a topic their law does not allow.
@@ -151,6 +154,10 @@ def mine(chunks: Iterable[LawContext], registry: Registry | None = None,
     seen: set[str] = set()
     out: list[Obligation] = []
     for chunk in chunks:
+        if chunk.doc_kind == "secondary" and not cite_secondary:
+            if stats is not None:
+                stats["secondary_chunks"] += 1
+            continue
         entry = registry.entries.get(chunk.law_id)
         allowed = frozenset(entry.topics) if entry is not None and entry.topics is not None else None
         for ob in mine_chunk(chunk, allowed, stats):

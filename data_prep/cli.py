@@ -43,12 +43,9 @@ def extract(
     """Extract regulation PDFs/texts into law chunks: registry laws by file name or content, unknown
     documents with inferred kind, jurisdiction and structure (resumable; bad files reported)."""
     from data_prep.extract import report_path, run_extract
-    from data_prep.pdftext import OCR_MODES
     from sft.core.console import setup_logging
-    from sft.core.errors import UserError
 
-    if ocr not in OCR_MODES:
-        raise UserError(f"--ocr: {ocr!r} is not one of {', '.join(OCR_MODES)}")
+    _check_ocr(ocr)
     setup_logging()
     report = run_extract(input_dir, out, registry_file=registry, workers=workers, ocr=ocr)
     for f in report.files:
@@ -59,6 +56,34 @@ def extract(
             typer.echo(f"{f.file}: {how}" + "".join(f"; {n}" for n in f.notes), err=True)
     typer.echo(f"{report.total_chunks} chunks from {report.total_pages} PDF pages -> {out} "
                f"(report: {report_path(out)})")
+
+
+def _check_ocr(ocr: str) -> None:
+    from data_prep.pdftext import OCR_MODES
+    from sft.core.errors import UserError
+
+    if ocr not in OCR_MODES:
+        raise UserError(f"--ocr: {ocr!r} is not one of {', '.join(OCR_MODES)}")
+
+
+registry_app = typer.Typer(help="Draft registry entries for your own documents.", no_args_is_help=True)
+app.add_typer(registry_app, name="registry")
+
+
+@registry_app.command("suggest")
+def registry_suggest(
+    input_dir: Annotated[Path, typer.Argument(help="Folder (searched recursively) of PDFs and .txt texts.")],
+    out: Annotated[Path, typer.Option(help="Draft registry YAML to write (review it, then pass it with "
+                                           "--registry).")] = Path("registry_draft.yaml"),
+    registry: Annotated[Path | None, typer.Option(help="Your registry so far (its laws are not drafted again).")] = None,
+    ocr: Annotated[str, typer.Option(help="OCR image-only pages: auto, always or never.")] = "auto",
+) -> None:
+    """Write a draft registry entry (title, jurisdiction, kind, citation style, patterns, unit regex, each
+    with a confidence) for every document the registry does not hold yet."""
+    from data_prep.commands import registry_suggest_command
+
+    _check_ocr(ocr)
+    registry_suggest_command(input_dir, out, registry, ocr)
 
 
 @app.command()

@@ -77,7 +77,7 @@ def text_paragraphs(path: Path) -> list[tuple[int | None, list[str]]]:
     return [(None, lines)]
 
 
-def _read(path: Path, ocr: str):
+def read_document(path: Path, ocr: str):
     """The file's text as :class:`~data_prep.pdftext.PdfText` (a .txt file: one page, no metadata)."""
     from data_prep.pdftext import PdfText, read_pdf
 
@@ -127,7 +127,7 @@ def extract_file(
 
     from data_prep.chunker import chunk_law
 
-    doc, n_pages = _read(path, ocr)
+    doc, n_pages = read_document(path, ocr)
     entry, pages, covers = identify(path, entry, registry, doc)
     stream = [(page or None, para) for page, paras in pages for para in paras]
     chunks = chunk_law(stream, entry, source=path.name)

@@ -129,8 +129,9 @@ def match_content(registry: Registry, text: str) -> LawEntry | None:
 
 
 def _score(clues: list[tuple[str, int]], text: str) -> tuple[int, list[str]]:
-    hits = [p for p, _ in clues if re.search(p, text, re.I | re.M)]
-    return sum(w for p, w in clues if p in hits), hits
+    """Total weight of the clues found, and the text each matched (the evidence a reviewer reads)."""
+    found = [(m.group(0).strip(), w) for p, w in clues if (m := re.search(p, text, re.I | re.M))]
+    return sum(w for _, w in found), [f"'{t}'" for t, _ in found]
 
 
 def infer_kind(text: str, has_structure: bool) -> tuple[str, float, str]:
@@ -199,10 +200,17 @@ _BILL = re.compile(r"^\s*([HS])\.? ?B\.? ?(?:No\.? ?)?0*(\d+)\b", re.I | re.M)
 _BAD_META = re.compile(r"\.(?:docx?|pdf|rtf|wpd)$|^microsoft word|^publications office$|^untitled", re.I)
 
 
+_CAPTION = re.compile(r"^(.{3,60}?),?\s+(?:Plaintiffs?|Petitioners?|Appellants?),?\s+v\.\s+(.{3,60}?)"
+                      r"(?:,|\s+(?:Defendants?|Respondents?|Appellees?))", re.M)
+
+
 def infer_title(meta_title: str, paras: list[str], filename: str) -> tuple[str, float, str]:
     meta = " ".join(meta_title.split())
     if meta and not _BAD_META.search(meta) and len(meta) >= 8:
         return meta[:160], 0.8, "PDF metadata"
+    caption = _CAPTION.search("\n".join(paras[:15]))
+    if caption:  # a court's caption names the case
+        return f"{caption.group(1).strip()} v. {caption.group(2).strip()}", 0.6, "case caption"
     for p in paras[:15]:
         if len(p) >= 8 and re.search(r"[A-Za-z]{3}", p) and not re.fullmatch(r"[\d\W]+", p):
             return p[:160].rstrip(" .,;:"), 0.5, "first text line"
@@ -243,3 +251,48 @@ def infer_entry(pages: list[tuple[int, list[str]]], filename: str, meta_title: s
         confidence={"title": t_conf, "jurisdiction": j_conf, "doc_kind": k_conf, "structure": s_conf},
         evidence={"title": t_ev, "jurisdiction": j_ev, "doc_kind": k_ev, "structure": structure},
     )
+
+
+def suggest_signatures(head: str, jurisdiction: str) -> list[str]:
+    """Content signatures for a draft entry: the document's own bill or regulation number (a bill's with its
+    state's name, as "HB 18" alone is a bill in every state), if found."""
+    m = re.search(r"\b(?:Regulation|Directive) \((EU|EC)\) (?:No )?(\d{4}/\d+|\d+/\d{4})", head, re.I)
+    if m:
+        return [re.escape(m.group(0))]
+    m = _BILL.search(head) or re.search(r"\b([HS])\.? ?B\.? ?(?:No\.? ?)?0*(\d+)\b", head)
+    if not m:
+        return []
+    state = next((name for name, code in _STATES.items() if f"US-{code}" == jurisdiction), None)
+    bill = rf"\b{m.group(1).upper()}\.? ?B\.? ?(?:No\.? ?)?0*{m.group(2)}\b"
+    return [bill, rf"\b{state}\b"] if state else [bill]
+
+
+def draft_yaml(profiles: list[tuple[Profile, str]]) -> str:
+    """A registry YAML for ``(profile, head text)`` pairs: loadable as it is with ``--registry``, each
+    inferred field followed by a ``# confidence`` comment saying what it was read from."""
+    import json
+
+    def q(value: object) -> str:
+        return json.dumps(value, ensure_ascii=False)  # a JSON string is a valid YAML double-quoted scalar
+
+    out = ["# Draft registry written by `geoprep registry suggest`: review every field (confidence 0-1 from",
+           "# what it was read from), then pass this file with --registry.", "laws:"]
+    for prof, head in profiles:
+        e, c, ev = prof.entry, prof.confidence, prof.evidence
+        out += [
+            f"  - law_id: {e.law_id}",
+            f"    title: {q(e.title)}  # confidence {c['title']:.2f} ({ev['title']})",
+            f"    jurisdiction: {e.jurisdiction}  # confidence {c['jurisdiction']:.2f} ('{ev['jurisdiction']}')",
+            f"    doc_kind: {e.doc_kind}  # confidence {c['doc_kind']:.2f} ({ev['doc_kind']})",
+            f"    style: {e.style}  # confidence {c['structure']:.2f} ({prof.structure})",
+            f"    citation: {q(e.citation)}",
+            f"    patterns: [{q(e.patterns[0])}]",
+        ]
+        if e.unit_regex:
+            out.append(f"    unit_regex: {q(e.unit_regex)}")
+        if e.stop_regex:
+            out.append(f"    stop_regex: {q(e.stop_regex)}")
+        sigs = suggest_signatures(head, e.jurisdiction)
+        if sigs:
+            out.append(f"    signatures: [{', '.join(q(s) for s in sigs)}]  # recognises renamed copies by content")
+    return "\n".join(out) + "\n"

@@ -190,8 +190,8 @@ def test_opinions_and_reports_become_secondary_chunks_cited_by_page(collected, n
     mine = [c for c in chunks if c.law_id == f["law_id"]]
     assert {c.page for c in mine} == {1, 2}
     assert all(c.citation.endswith(f", p. {c.page}") and c.doc_kind == "secondary" for c in mine)
-    if name.startswith("crs"):
-        assert mine[0].title == "Social Media and Minors (CRS)"  # PDF metadata title
+    title = "Social Media and Minors (CRS)" if name.startswith("crs") else "NETCHOICE, LLC v. SEAN D. REYES"
+    assert mine[0].title == title  # the PDF metadata's title; the case caption
 
 
 def test_secondary_sources_are_never_mined_as_an_answers_law(collected):
@@ -237,3 +237,47 @@ def test_image_only_page_is_ocrd_when_tesseract_is_installed(tmp_path: Path):
     assert f["status"] == "ok" and "OCR'd pages: 2" in f["notes"]
     chunks = [c for c in read_chunks(tmp_path / "c.jsonl") if c.page == 2]
     assert any("known minor to make purchases" in c.snippet for c in chunks)
+
+
+def test_registry_suggest_drafts_entries_that_extract_then_uses(collected, tmp_path: Path):
+    import subprocess
+    import sys
+
+    import yaml
+
+    from data_prep.registry import load_registry
+
+    d, _, by_file, chunks, _ = collected
+    draft = tmp_path / "draft.yaml"
+    proc = subprocess.run([sys.executable, "-m", "data_prep.cli", "registry", "suggest", str(d), "--out", str(draft),
+                           "--ocr", "never"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "3 draft entries" in proc.stdout and "3 documents already in the registry" in proc.stdout
+    text = draft.read_text()
+    assert text.count("# confidence") == 12  # title, jurisdiction, kind, style for each of the 3 documents
+    laws = {e["patterns"][0]: e for e in yaml.safe_load(text)["laws"]}
+    tx = laws["tx_hb18_enrolled.pdf"]
+    assert (tx["jurisdiction"], tx["doc_kind"], tx["style"]) == ("US-TX", "law", "us") and tx["unit_regex"]
+    assert laws["netchoice v reyes order.pdf"]["doc_kind"] == "secondary"
+    load_registry(draft)  # loads as it is
+
+    # passed back (here with a reviewed title), the documents are matched by the registry
+    tx_entry = next(e for e in yaml.safe_load(text)["laws"] if e["law_id"] == tx["law_id"])
+    tx_entry["title"], tx_entry["citation"] = "Texas HB 18 (SCOPE Act)", "Tex. Bus. & Com. Code § {unit}"
+    reviewed = tmp_path / "reviewed.yaml"
+    reviewed.write_text(yaml.safe_dump({"laws": [tx_entry]}))
+    assert tx_entry["signatures"][0].endswith("18\\b") and "texas" in tx_entry["signatures"][1]
+    reviewed.write_text(yaml.safe_dump({"laws": [tx_entry]}))
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    shutil.copy(d / "tx_hb18_enrolled.pdf", mine)
+    shutil.copy(d / "tx_hb18_enrolled.pdf", mine / "SCOPE Act 2023 Tex. HB 18.PDF")  # renamed: found by content
+    out = tmp_path / "c.jsonl"
+    report = run_extract(mine, out, registry_file=reviewed, workers=1, progress=False, ocr="never")
+    found = {f.file: f for f in report.files}
+    assert found["tx_hb18_enrolled.pdf"].found_by == "registry"
+    assert found["SCOPE Act 2023 Tex. HB 18.PDF"].found_by == "content"
+    assert sorted(f.status for f in report.files) == ["duplicate", "ok"]  # one law, extracted once
+    got = {c.citation: c for c in read_chunks(out)}
+    assert "Tex. Bus. & Com. Code § 509.052(b)" in got
+    assert all(c.title == "Texas HB 18 (SCOPE Act)" for c in got.values())

@@ -189,6 +189,16 @@ TEMPLATES: dict[str, list[tuple[str, str]]] = {
     ],
 }
 
+# The generic family: duties outside TOPICS (laws that declare no topics); {duty} is "actor verb object".
+TEMPLATES["generic"] = [
+    ("Compliance control for {where}: {duty}",
+     "Ship the product change so that, for users in {where}, the {duty}; gated by region config."),
+    ("{where} rollout: meet the rule that the {duty}",
+     "Region-specific logic for {where}: the platform flow is changed so the {duty}, tracked per account."),
+    ("Regional requirement backlog item ({where})",
+     "Engineering work for {where} only: make sure the {duty}. Legal asked for this before launch there."),
+]
+
 TOPIC_PHRASES = {
     "time_of_day_limits": "time-of-day limits for minors",
     "addictive_feeds": "addictive feeds and notifications for minors",
@@ -321,18 +331,19 @@ def positive_features(ob: Obligation, seed: int, count: int = 2) -> list[Feature
     """``count`` differently worded features implementing ``ob`` (one group: they share a split)."""
     templates = list(TEMPLATES.get(ob.topic) or TEMPLATES["notice_and_action"])
     _rng(seed, ob.id).shuffle(templates)
-    where = region_name(ob.jurisdiction)
+    where, duty = region_name(ob.jurisdiction), ob.duty or ""
     out = []
     for i, (name, desc) in enumerate(templates[:count]):
-        feature = Feature(id=f"f{i}-{ob.id}", name=name.format(where=where), description=desc.format(where=where),
-                          label=Label.NEEDS, law=ob.title)
+        feature = Feature(id=f"f{i}-{ob.id}", name=name.format(where=where, duty=duty)[:200],
+                          description=desc.format(where=where, duty=duty), label=Label.NEEDS, law=ob.title)
         out.append(FeatureSpec(feature=feature, kind=POSITIVE, group=ob.id, jurisdiction=ob.jurisdiction,
                                obligation_id=ob.id, topic=ob.topic))
     return out
 
 
 def positive_reason(ob: Obligation) -> str:
-    return (f"The feature implements {TOPIC_PHRASES.get(ob.topic, ob.topic)} for users in "
+    phrase = f"the duty that the {ob.duty}" if ob.duty else TOPIC_PHRASES.get(ob.topic, ob.topic)
+    return (f"The feature implements {phrase} for users in "
             f"{region_name(ob.jurisdiction)}, which {ob.title} requires in {ob.citation}.")
 
 

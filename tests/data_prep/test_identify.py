@@ -82,6 +82,8 @@ STATUTE = [
         "digital service.",
         "(b) A digital service provider shall not allow the known minor to make purchases or engage in other "
         "financial transactions through the digital service.",
+        "Sec. 509.053. CONTACT. A digital service provider shall provide a toll-free telephone number and an "
+        "electronic mail address for inquiries from users.",
         "SECTION 2. This Act takes effect September 1, 2024.",
     ],
 ]
@@ -171,7 +173,7 @@ def test_unregistered_statute_is_chunked_with_section_citations_and_its_jurisdic
     f = by_file["tx_hb18_enrolled.pdf"]
     assert (f["status"], f["found_by"], f["doc_kind"], f["jurisdiction"]) == ("ok", "inferred", "law", "US-TX")
     tx = {c.citation: c for c in chunks if c.law_id == f["law_id"]}
-    assert {c.section for c in tx.values()} == {"509.001", "509.051", "509.052"}
+    assert {c.section for c in tx.values()} == {"509.001", "509.051", "509.052", "509.053"}
     duty = next(c for cite, c in tx.items() if cite.endswith("§ 509.052(b)"))
     assert "shall not allow the known minor to make purchases" in duty.snippet and duty.page == 2
     assert all(c.jurisdiction == "US-TX" and c.doc_kind == "law" and c.found_by == "inferred" for c in tx.values())
@@ -281,3 +283,25 @@ def test_registry_suggest_drafts_entries_that_extract_then_uses(collected, tmp_p
     got = {c.citation: c for c in read_chunks(out)}
     assert "Tex. Bus. & Com. Code § 509.052(b)" in got
     assert all(c.title == "Texas HB 18 (SCOPE Act)" for c in got.values())
+
+
+def test_a_new_law_contributes_training_data_beyond_the_known_topics(collected):
+    from data_prep.features import generate, region_name
+    from data_prep.mine import GENERIC, mine
+
+    _, _, by_file, chunks, _ = collected
+    tx_law = by_file["tx_hb18_enrolled.pdf"]["law_id"]
+    obligations = [o for o in mine(chunks) if o.law_id == tx_law]
+    generic = [o for o in obligations if o.topic == GENERIC]
+    assert {o.topic for o in obligations} >= {GENERIC, "age_assurance"}
+    assert [o.duty for o in generic] == ["digital service provider shall provide a toll-free telephone number "
+                                         "and an electronic mail address for inquiries from users"]
+    specs = [s for s in generate(obligations, per_law=None) if s.obligation_id == generic[0].id]
+    assert len(specs) == 2 and all(s.feature.label.value == "Needs Geo-Compliance" for s in specs)
+    for spec in specs:
+        assert "toll-free telephone number" in spec.feature.description
+        assert region_name("US-TX") in spec.feature.description
+    # a bundled law keeps to the topics it declares: the same duty there is not mined
+    bundled = generic[0].model_dump()
+    chunk = next(c for c in chunks if c.id == bundled["chunk_id"]).model_copy(update={"law_id": "us_fl_hb3"})
+    assert mine([chunk]) == []

@@ -220,22 +220,23 @@ def _scan_pdf(path: Path) -> None:
     path.with_suffix(".src.pdf").unlink()
 
 
-def test_image_only_page_is_named_without_ocr(tmp_path: Path):
+def _extract_scan(tmp_path: Path, ocr: str) -> dict:
+    """Extract the half-scanned statute with ``ocr``; its report row."""
     d = tmp_path / "in"
     d.mkdir()
     _scan_pdf(d / "tx_hb18_scan.pdf")
-    run_extract(d, tmp_path / "c.jsonl", workers=1, progress=False, ocr="never")
-    f = json.loads(report_path(tmp_path / "c.jsonl").read_text())["files"][0]
+    run_extract(d, tmp_path / "c.jsonl", workers=1, progress=False, ocr=ocr)
+    return json.loads(report_path(tmp_path / "c.jsonl").read_text())["files"][0]
+
+
+def test_image_only_page_is_named_without_ocr(tmp_path: Path):
+    f = _extract_scan(tmp_path, "never")
     assert f["status"] == "ok" and any("image-only pages not OCR'd" in n and n.endswith(": 2") for n in f["notes"])
 
 
 @pytest.mark.skipif(tessdata() is None, reason="Tesseract not installed (CI installs tesseract-ocr)")
 def test_image_only_page_is_ocrd_when_tesseract_is_installed(tmp_path: Path):
-    d = tmp_path / "in"
-    d.mkdir()
-    _scan_pdf(d / "tx_hb18_scan.pdf")
-    run_extract(d, tmp_path / "c.jsonl", workers=1, progress=False, ocr="auto")
-    f = json.loads(report_path(tmp_path / "c.jsonl").read_text())["files"][0]
+    f = _extract_scan(tmp_path, "auto")
     assert f["status"] == "ok" and "OCR'd pages: 2" in f["notes"]
     chunks = [c for c in read_chunks(tmp_path / "c.jsonl") if c.page == 2]
     assert any("known minor to make purchases" in c.snippet for c in chunks)

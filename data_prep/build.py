@@ -1,13 +1,16 @@
 """``geoprep build``: feature specs + retrieved law context -> QC'd ``train.jsonl`` / ``validation.jsonl``.
 
-Per spec: retrieve top-k context, keep only snippets whose jurisdiction applies to the feature and only ONE
-law per example (the obligation's law for positives, the best-ranked applicable law otherwise), then label:
+Per spec, the law context is what inference retrieves for the same text (:func:`sft.core.prompt.law_context`:
+the same query, jurisdiction rule, one law, top k), so a deployed model sees prompts shaped like its training
+prompts. The label follows the reason the spec states and whether that context supports it:
 
-* positive  -> Needs Geo-Compliance, law and citation of the source obligation. If retrieval missed the
-  obligation's chunk it is inserted first (counted as ``source_chunk_injected``): the answer must be
-  grounded, and dropping those examples would remove exactly the features the retriever finds hard;
-* uncovered -> the same feature with context of a law that does not address its topic -> NEI;
-* ambiguous -> NEI; business -> No Geo-Compliance Needed; imported -> the user's label (unlabelled dropped).
+* positive (a legal driver) -> Needs Geo-Compliance, citing the obligation's provision (or another provision of
+  its law, or of a law that applies in the same place and grounds the topic) when the context holds one; when
+  it does not, ``uncovered`` -> NEI ("the law given does not cover it"), which is what inference must answer;
+* business reason, business twin (a positive's action with a business reason), universal twin (shipped
+  everywhere) -> No Geo-Compliance Needed;
+* ambiguous, no-reason twin (a positive's action geofenced without a reason) -> NEI;
+* imported -> the user's label (unlabelled ones go to to_label.jsonl).
 
 Then QC: citation validation (drop if the cited text is not in the context), near-duplicate removal, the
 optional token budget (sft.core.budget), class balance (NEI share), a deterministic split grouped by source
@@ -28,22 +31,29 @@ from typing import Any, Protocol
 
 from data_prep.features import (
     AMBIGUOUS,
+    BARE_TWIN,
     BUSINESS,
     BUSINESS_REASONS,
+    BUSINESS_TWIN,
     IMPORTED,
+    NO_REASON_TWIN,
     POSITIVE,
     TOPIC_PHRASES,
     UNCOVERED,
+    UNIVERSAL,
+    UNIVERSAL_REASON,
+    UNIVERSAL_TWIN,
     FeatureSpec,
     positive_reason,
     region_name,
 )
 from data_prep.mine import Obligation
-from sft.core.context import SEARCH_K, SNIPPET_CHARS, TOP_K, cut_snippet, select_context
+from sft.core.context import SEARCH_K, SNIPPET_CHARS, TOP_K, cut_snippet
 from sft.core.contract import Answer, Example, Label, LawContext, PromptInput
 from sft.core.errors import UserError
 from sft.core.files import write_json_atomic, write_jsonl_atomic, write_text_atomic
 from sft.core.glossary import Glossary
+from sft.core.prompt import law_context
 
 log = logging.getLogger(__name__)
 
@@ -108,46 +118,18 @@ def jurisdiction_applies(snippet: str, feature: str | None) -> bool:
 
 
 class ContextBuilder:
+    """Law context for training examples: the inference rule (:func:`sft.core.prompt.law_context`), nothing else,
+    so a validation prompt rebuilt by ``geosft predict`` holds the same law items."""
+
     def __init__(self, retriever: Retriever, chunks: dict[str, LawContext], config: BuildConfig, drops: Counter):
         self.retriever, self.chunks, self.config, self.drops = retriever, chunks, config, drops
-        self.injected = 0
+        self.uncovered = 0  # legally driven specs whose retrieved law cannot decide them (-> NEI)
+        self.other_provision = 0  # positives citing another provision of their law than the mined one
         self.to_label: list[dict[str, Any]] = []
-        self.cross_filtered = 0
 
-    def _search(self, spec: FeatureSpec, k: int | None = None) -> list[LawContext]:
-        query = f"{spec.feature.name}. {spec.feature.description}"
-        hits = self.retriever.search(query, k=k or self.config.search_k)
-        kept = [h for h in hits if jurisdiction_applies(h.jurisdiction, spec.jurisdiction)]
-        if not kept and spec.jurisdiction:
-            # Nothing applicable among the best hits: ask the retriever for the feature's jurisdiction.
-            hits = self.retriever.search(query, k=k or self.config.search_k, jurisdiction=spec.jurisdiction)
-            kept = [h for h in hits if jurisdiction_applies(h.jurisdiction, spec.jurisdiction)]
-        self.cross_filtered += len(hits) - len(kept)
-        return kept
-
-    def for_law(
-        self, spec: FeatureSpec, law_id: str, law_jurisdiction: str | None = None, must_include: str | None = None
-    ) -> list[LawContext]:
-        hits = [h for h in self._search(spec) if h.law_id == law_id]
-        if not hits and law_jurisdiction:
-            # The law is not among the best hits: ask again within its jurisdiction (a Kendra page is small).
-            query = f"{spec.feature.name}. {spec.feature.description}"
-            found = self.retriever.search(query, k=self.config.search_k, jurisdiction=law_jurisdiction)
-            hits = [h for h in found if h.law_id == law_id]
-        hits = hits[: self.config.top_k]
-        if must_include and all(h.id != must_include for h in hits):
-            chunk = self.chunks.get(must_include)
-            if chunk is None:
-                return []
-            self.injected += 1
-            hits = [chunk, *hits][: self.config.top_k]
-        return [cut_snippet(h, self.config.snippet_chars) for h in hits]
-
-    def best_law(self, spec: FeatureSpec, law_title: str | None = None) -> list[LawContext]:
-        hits = self._search(spec)
-        if law_title:
-            hits = [h for h in hits if h.title.lower() == law_title.lower() or h.law_id == law_title]
-        return select_context(hits, top_k=self.config.top_k, snippet_chars=self.config.snippet_chars)
+    def retrieve(self, spec: FeatureSpec, notes: dict[str, str]) -> list[LawContext]:
+        context = law_context(self.retriever, spec.feature, notes, k=self.config.top_k, search_k=self.config.search_k)
+        return [cut_snippet(h, self.config.snippet_chars) for h in context]
 
 
 # ------------------------------------------------------------------------------------ assembling
@@ -157,27 +139,32 @@ def _example_id(kind: str, feature_id: str) -> str:
     return f"{kind}-" + hashlib.sha1(f"{kind}|{feature_id}".encode()).hexdigest()[:12]
 
 
-def _make(spec: FeatureSpec, kind: str, context: list[LawContext], answer: Answer, glossary: Glossary | None) -> Candidate:
+def _notes(spec: FeatureSpec, glossary: Glossary | None) -> dict[str, str]:
+    return glossary.notes_for(f"{spec.feature.name} {spec.feature.description}") if glossary else {}
+
+
+def _make(spec: FeatureSpec, kind: str, context: list[LawContext], answer: Answer, notes: dict[str, str]) -> Candidate:
     text = f"{spec.feature.name} {spec.feature.description}"
-    notes = glossary.notes_for(text) if glossary else {}
     prompt = PromptInput.build(spec.feature, context, notes)
     example = Example.build(prompt, answer, id=_example_id(kind, spec.feature.id or text), group=spec.group)
     return Candidate(spec, example, context, kind)
 
 
-def _uncovering_law(ob: Obligation, laws: dict[str, tuple[str, set[str]]]) -> tuple[str, str] | None:
-    """Another law whose context cannot decide the obligation's feature, and why (deterministic choice).
-
-    Preferred: a law that does not apply in the feature's jurisdiction (a Utah feature shown only GDPR text);
-    else a law with no obligation on the feature's topic.
-    """
-    foreign = sorted(law for law, (jur, _) in laws.items() if not jurisdiction_applies(jur, ob.jurisdiction))
-    off_topic = sorted(law for law, (_, topics) in laws.items() if law != ob.law_id and ob.topic not in topics)
-    pick = int(hashlib.sha1(ob.id.encode()).hexdigest(), 16)
-    if foreign:
-        return foreign[pick % len(foreign)], "foreign"
-    if off_topic:
-        return off_topic[pick % len(off_topic)], "off_topic"
+def _supporting(context: list[LawContext], ob: Obligation, topics_by_law: dict[str, tuple[str, set[str]]]
+                ) -> LawContext | None:
+    """The context item a legally driven feature implementing ``ob`` can cite: the obligation's own provision,
+    else another provision of its law, else a provision of a law that applies in the feature's place and grounds
+    the same topic (Utah's SB 152 and HB 311 both enact 13-63). None: the context cannot decide it."""
+    own = [c for c in context if c.law_id == ob.law_id]
+    for c in own:
+        if c.citation == ob.citation:
+            return c
+    if own:
+        return own[0]
+    for c in context:
+        jur, topics = topics_by_law.get(c.law_id, (c.jurisdiction, set()))
+        if ob.topic in topics and jurisdiction_applies(jur, ob.jurisdiction):
+            return c
     return None
 
 
@@ -200,76 +187,76 @@ def assemble(
 
 
 def _candidates_for(spec, obligations, topics_by_law, ctx, glossary, drops) -> list[Candidate]:
+    """One training example per spec. Its law context is exactly what inference retrieves for the same text
+    (:func:`sft.core.prompt.law_context`); its label follows the spec's stated reason and whether that context
+    can support it."""
     where = region_name(spec.jurisdiction) if spec.jurisdiction else "its markets"
+    notes = _notes(spec, glossary)
+    context = ctx.retrieve(spec, notes)
+    if not context:
+        drops["no law context retrieved"] += 1
+        return []
     if spec.kind == POSITIVE:
         ob = obligations.get(spec.obligation_id or "")
         if ob is None:
             drops["source obligation not found"] += 1
             return []
-        context = ctx.for_law(spec, ob.law_id, ob.jurisdiction, must_include=ob.chunk_id)
-        if not context:
-            drops["source chunk not in the chunk file"] += 1
-            return []
-        out = [_make(spec, POSITIVE, context, Answer(compliance_flag=Label.NEEDS, law=ob.title,
-                                                     citation=ob.citation, reason=positive_reason(ob)), glossary)]
-        other = _uncovering_law(ob, topics_by_law)
-        if other is not None:
-            # Same feature (same group: never split apart), context of a law that cannot decide it.
-            nei_spec = spec.model_copy(update={"jurisdiction": None})
-            uctx = ctx.for_law(nei_spec, other[0], topics_by_law[other[0]][0])
-            if uctx:
-                if other[1] == "foreign":
-                    reason = (f"The law context given ({uctx[0].title}, {uctx[0].jurisdiction}) does not apply to "
-                              f"users in {where}, and no law for {where} is provided.")
-                else:
-                    reason = (f"The law context given ({uctx[0].title}) does not address "
-                              f"{TOPIC_PHRASES.get(ob.topic, ob.topic)}, so it cannot decide this feature.")
-                out.append(_make(spec, UNCOVERED, uctx, Answer(compliance_flag=Label.NEI, reason=reason), glossary))
-        return out
-    if spec.kind in (AMBIGUOUS, BUSINESS):
-        context = ctx.best_law(spec)
-        if not context:
-            drops["no applicable law context retrieved"] += 1
-            return []
-        if spec.kind == AMBIGUOUS:
-            text = f"{spec.feature.name} {spec.feature.description}"
-            scope = where if spec.jurisdiction and where in text else "some regions"
-            answer = Answer(compliance_flag=Label.NEI, reason=(
-                f"The spec limits the feature to {scope} without saying why or what it does to users, so its "
-                "legal relevance cannot be judged."))
+        cite = _supporting(context, ob, topics_by_law)
+        if cite is not None:
+            if cite.law_id == ob.law_id and cite.citation != ob.citation:
+                ctx.other_provision += 1
+            answer = Answer(compliance_flag=Label.NEEDS, law=cite.title, citation=cite.citation,
+                            reason=positive_reason(ob, cite))
+            return [_make(spec, POSITIVE, context, answer, notes)]
+        # The spec has a legal driver, but the law retrieved for it does not cover it: abstain, as inference must.
+        ctx.uncovered += 1
+        reason = (f"The law context given ({context[0].title}) does not cover "
+                  f"{TOPIC_PHRASES.get(ob.topic, ob.topic)} for users in {where}, so it cannot decide this feature.")
+        return [_make(spec, UNCOVERED, context, Answer(compliance_flag=Label.NEI, reason=reason), notes)]
+    if spec.kind in (AMBIGUOUS, NO_REASON_TWIN, BARE_TWIN):
+        if spec.kind == BARE_TWIN:
+            reason = ("The spec says neither where nor why the feature applies, so whether a law drives it cannot be "
+                      "judged.")
         else:
-            idx = int(hashlib.sha1(spec.feature.id.encode()).hexdigest(), 16) % len(BUSINESS_REASONS)
-            answer = Answer(compliance_flag=Label.NOT_NEEDED, reason=BUSINESS_REASONS[idx])
-        return [_make(spec, spec.kind, context, answer, glossary)]
+            reason = ("The spec limits the feature to a region without saying why, so its legal relevance cannot be "
+                      "judged.")
+        answer = Answer(compliance_flag=Label.NEI, reason=reason)
+        return [_make(spec, spec.kind, context, answer, notes)]
+    if spec.kind in (BUSINESS, BUSINESS_TWIN, UNIVERSAL_TWIN, UNIVERSAL):
+        idx = int(hashlib.sha1((spec.feature.id or "").encode()).hexdigest(), 16) % len(BUSINESS_REASONS)
+        reason = (UNIVERSAL_REASON if spec.kind in (UNIVERSAL_TWIN, UNIVERSAL) else BUSINESS_REASONS[idx])
+        return [_make(spec, spec.kind, context, Answer(compliance_flag=Label.NOT_NEEDED, reason=reason), notes)]
     if spec.kind == IMPORTED:
-        return _imported(spec, ctx, glossary, drops)
+        return _imported(spec, context, notes, ctx, drops)
     drops[f"unknown feature kind {spec.kind!r}"] += 1
     return []
 
 
-def _imported(spec: FeatureSpec, ctx: ContextBuilder, glossary, drops) -> list[Candidate]:
+def _imported(spec: FeatureSpec, context: list[LawContext], notes: dict[str, str], ctx: ContextBuilder,
+              drops) -> list[Candidate]:
     f = spec.feature
     if f.label is None:
         # Not a training example, but still useful: the feature with its retrieved context, for a reviewer
         # to label (then re-import with the label).
         drops["imported feature has no label (see to_label.jsonl)"] += 1
-        context = ctx.best_law(spec)
-        notes = glossary.notes_for(f"{f.name} {f.description}") if glossary else {}
         ctx.to_label.append({"id": f.id, "name": f.name, "description": f.description,
                              "input": PromptInput.build(f, context, notes).render()})
         return []
-    context = ctx.best_law(spec, f.law if f.label == Label.NEEDS else None)
-    if not context:
-        drops["no law context retrieved for imported feature"] += 1
-        return []
     if f.label == Label.NEEDS:
-        answer = Answer(compliance_flag=Label.NEEDS, law=context[0].title, citation=context[0].citation,
-                        reason=f"The feature falls under {context[0].title} ({context[0].citation}).")
+        named = [c for c in context if c.title.lower() == f.law.lower() or c.law_id == f.law] if f.law else context
+        if not named:
+            # The law the user named is not what inference retrieves for this text: citing another would teach a
+            # wrong citation, and adding it would teach a prompt inference never builds.
+            drops["no law context retrieved for imported feature"] += 1
+            return []
+        cite = named[0]
+        answer = Answer(compliance_flag=Label.NEEDS, law=cite.title, citation=cite.citation,
+                        reason=f"The feature falls under {cite.title} ({cite.citation}).")
     elif f.label == Label.NEI:
         answer = Answer(compliance_flag=Label.NEI, reason="The spec does not give enough detail to decide.")
     else:
         answer = Answer(compliance_flag=Label.NOT_NEEDED, reason="The feature's regional scope has no legal driver.")
-    return [_make(spec, IMPORTED, context, answer, glossary)]
+    return [_make(spec, IMPORTED, context, answer, notes)]
 
 
 # ---------------------------------------------------------------------------------------- QC steps
@@ -468,8 +455,8 @@ def build(
     splits: dict[str, list[Example]] = {"train": [], "validation": []}
     for c in cands:
         splits[split_of(c.example.group or c.example.id or "", config.seed, config.validation_fraction)].append(c.example)
-    extra = {"config": asdict(config), "source_chunk_injected": ctx.injected,
-             "cross_jurisdiction_filtered": ctx.cross_filtered, "budget": budget,
+    extra = {"config": asdict(config), "legal_driver_not_covered_by_context": ctx.uncovered,
+             "cited_another_provision_of_the_law": ctx.other_provision, "budget": budget,
              "candidates_by_kind": dict(Counter(c.kind for c in cands))}
     return BuildResult(splits["train"], splits["validation"], make_report(splits, drops, extra), ctx.to_label)
 

@@ -18,13 +18,14 @@ from __future__ import annotations
 import csv
 import hashlib
 import random
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from data_prep.mine import Obligation
-from sft.core.contract import ContractError, Feature, Label, iter_jsonl, read_records
+from sft.core.contract import ContractError, Feature, Label, LawContext, iter_jsonl, read_records
 from sft.core.files import write_jsonl_atomic
 
 POSITIVE, UNCOVERED, AMBIGUOUS, BUSINESS, IMPORTED = "positive", "uncovered", "ambiguous", "business", "imported"
@@ -298,11 +299,179 @@ BUSINESS_TEMPLATES = [
      "Extend in-app chat support hours for {where} where the new support team sits."),
 ]
 
+UNIVERSAL_REASON = "The feature ships the same way in every market and states no legal driver; no geo-specific logic."
+
+UNIVERSAL_TEMPLATES = [
+    ("Dark mode for the video editor", "Add a dark theme to the in-app video editor; follows the system setting."),
+    ("Faster thumbnail generation", "Move thumbnail rendering to the new GPU pool to cut upload-to-post time by 30%."),
+    ("Duet layout refresh", "Redesign the side-by-side duet layout with draggable split; design review done."),
+    ("Comment pinning for creators", "Let creators pin up to three comments on their videos. Ships to everyone."),
+    ("Search typo tolerance", "Add fuzzy matching to search so misspelled creator names still match; BB watched."),
+    ("Offline drafts sync", "Drafts saved offline sync when the device reconnects; conflict resolution keeps the newest."),
+    ("New sticker picker", "Rebuild the sticker picker with recent and favourite tabs; same sticker catalogue."),
+    ("Playback speed control", "Add 0.5x-2x playback speed to the player menu for all videos."),
+    ("Creator analytics: audience retention chart", "Show a per-second retention curve in creator analytics."),
+    ("Live stream co-host invites", "Hosts can invite a co-host from their followers list; global launch."),
+    ("Video upload resumable chunks", "Uploads resume from the last 5 MB chunk after a network drop."),
+    ("Notification settings redesign", "Group notification toggles by type with a single master switch."),
+    ("Shop: saved items list", "Users can save products to a list and get a price-drop alert they opt into."),
+    ("Profile QR code", "Generate a QR code that opens the user's profile; shareable from settings."),
+    ("Caption editor undo", "Undo/redo in the caption editor, up to 50 steps."),
+    ("Crash reporting for the Android app", "Switch the Android crash reporter to the new pipeline; no user-facing change."),
+    ("DM read receipts toggle", "A setting to turn read receipts off in direct messages, for everyone."),
+    ("Trending hashtags refresh rate", "Recompute trending hashtags every 10 minutes instead of hourly."),
+]
+
 BUSINESS_REASONS = [
     "The geofence exists for a business experiment, not because a law requires region-specific behaviour.",
     "Regional targeting here is a rollout or capacity decision; the feature touches no legal obligation.",
     "Nothing in the feature creates a legal duty; the retrieved law is unrelated to its regional scope.",
 ]
+
+
+# ----------------------------------------------------------------------------- reason-driven variants
+# The label follows the reason a spec states, not its vocabulary: every positive action is also written with a
+# business reason (-> No Geo-Compliance Needed: a twin sharing the positive's words), with no reason at all
+# (-> Not Enough Information), and shipped everywhere (-> No Geo-Compliance Needed). Region names, legal-driver
+# phrasing (explicit law name or implicit), jargon notes and length vary independently, seeded.
+
+BUSINESS_TWIN, NO_REASON_TWIN, UNIVERSAL_TWIN = "business_twin", "no_reason_twin", "universal_twin"
+BARE_TWIN, UNIVERSAL = "bare_twin", "universal"
+
+REGION_VARIANTS: dict[str, list[str]] = {
+    # Noun phrases that read after "in" / "for": templates say "... for minors in {where}".
+    "EU": ["the EU", "the EEA", "EU member states", "Europe", "EU countries", "the European Union"],
+    "US": ["the US", "the United States", "the USA", "all US states"],
+    "US-CA": ["California", "CA", "the state of California"],
+    "US-FL": ["Florida", "FL", "the state of Florida"],
+    "US-UT": ["Utah", "UT", "the state of Utah"],
+}
+
+# {law}: the obligation's law title or short name; {where}: the region.
+LEGAL_EXPLICIT = [
+    "Required to comply with {law}.",
+    "This is a {law} requirement.",
+    "Legal confirmed {law} applies here.",
+    "Driver: {law} compliance.",
+    "Needed so we meet our obligations under {law}.",
+    "Per {law}, this must be in place for users in {where}.",
+]
+LEGAL_IMPLICIT = [
+    "Required by the law that now applies to platforms in {where}.",
+    "Legal says this is mandatory for {where}.",
+    "Regulators in {where} require this of platforms like ours.",
+    "Needed to meet the legal requirements in {where} on {phrase}.",
+    "Counsel flagged this as a statutory duty in {where}.",
+    "This is a legal requirement for users in {where}, not a product choice.",
+]
+TWIN_BUSINESS = [
+    "Scoped to {where} only as a market test; global launch depends on the engagement read-out.",
+    "{where} goes first because that is where the growth team has capacity this quarter.",
+    "Limited to {where} for a staged rollout while we watch server load.",
+    "Shipping in {where} first because our partner deal only covers that market.",
+    "Pilot in {where} to measure retention before deciding on other markets; no policy driver.",
+    "Product wants to A/B test this with 10% of users in {where}; it is an experiment, not a requirement.",
+    "Marketing asked for {where} first to line up with the local campaign.",
+]
+TWIN_NO_REASON = [
+    "Only for {where}.",
+    "Rollout limited to {where}.",
+    "Geo-gate to {where} via GH.",
+    "{where} only for now.",
+    "Applies to users in {where}.",
+]
+TWIN_UNIVERSAL = [
+    "Ships to all users worldwide as a product improvement; no regional logic.",
+    "Global launch, same behaviour in every market; decided by the product team.",
+    "Rolling out everywhere at once to improve the experience; no region-specific rules.",
+]
+DETAILS = [
+    "Owner: T&S eng. Target: end of Q3.",
+    "ShadowMode for two weeks before enforcement.",
+    "Success metric: fewer than 0.5% false positives in review.",
+    "EchoTrace logs each decision for audit.",
+    "Behind a feature flag; FR starts at 5%.",
+    "Support macros and help-center copy to be updated.",
+    "Dashboards in the weekly T&S review.",
+    "Design review done; eng estimate two sprints.",
+]
+
+
+_R = "\x00"  # where the template's region went
+
+
+def strip_region(template: str) -> str:
+    """A template with its region phrase removed ('... for minors in {where}' -> '... for minors')."""
+    t = template.format(where=_R)
+    t = re.sub(r"\s*\(\x00( minors)?\)", "", t)
+    t = re.sub(r"\s+located\s+in\s+\x00", "", t)
+    t = re.sub(r"\s*\b(?:for|in|from|to|of)\s+(?:(?:users|minors|accounts|residents)\s+)?(?:(?:located|based)\s+)?"
+               r"(?:in\s+)?\x00(?:\s+(?:users|minors|reports))?", "", t)
+    t = re.sub(r"\x00\s+(users|minors)", r"\1", t).replace(_R, "")
+    return re.sub(r"\s+([,.;])", r"\1", re.sub(r"\s{2,}", " ", t)).strip()
+
+
+def _law_short(title: str) -> str:
+    """A name a PM would write: 'Florida HB 3', 'DSA', 'GDPR', '18 U.S.C. § 2258A', 'SB 976'."""
+    short = {"EU Digital Services Act": "the DSA", "EU General Data Protection Regulation": "GDPR",
+             "EU Digital Markets Act": "the DMA", "EU Artificial Intelligence Act": "the EU AI Act"}
+    if title in short:
+        return short[title]
+    return title.split(" (")[0]
+
+
+def _with_region(text: str, jurisdiction: str, variant: str) -> str:
+    """Swap the template's region name for a variant ('Utah' -> 'UT')."""
+    return text.replace(region_name(jurisdiction), variant)
+
+
+def _compose(rng: random.Random, description: str, reason: str | None) -> str:
+    parts = [description]
+    if reason:
+        parts.insert(rng.randrange(2), reason[:1].upper() + reason[1:])  # the reason leads or follows
+    parts += rng.sample(DETAILS, rng.choice([0, 0, 1, 1, 2]))
+    return " ".join(parts)
+
+
+def _templates_for(ob: Obligation) -> list[tuple[str, str]]:
+    """The obligation's topic templates; the generic family's ``{duty}`` filled in (only ``{where}`` is left)."""
+    templates = TEMPLATES.get(ob.topic) or TEMPLATES["notice_and_action"]
+    duty = (ob.duty or "").replace("{", "{{").replace("}", "}}")
+    return [(name.replace("{duty}", duty), desc.replace("{duty}", duty)) for name, desc in templates]
+
+
+def _phrase(ob: Obligation) -> str:
+    return f"the duty that the {ob.duty}" if ob.duty else TOPIC_PHRASES.get(ob.topic, ob.topic)
+
+
+def reason_variants(ob: Obligation, seed: int) -> list[FeatureSpec]:
+    """One positive action of ``ob`` written with a legal reason, a business reason, no reason, and globally."""
+    rng = _rng(seed, "variants", ob.id)
+    name, desc = rng.choice(_templates_for(ob))
+    where = region_name(ob.jurisdiction)
+    variant = rng.choice(REGION_VARIANTS.get(ob.jurisdiction, [where]))
+    name_r = _with_region(name.format(where=where), ob.jurisdiction, variant)
+    desc_r = _with_region(desc.format(where=where), ob.jurisdiction, variant)
+    phrase = _phrase(ob)
+    legal = rng.choice(LEGAL_EXPLICIT if rng.random() < 0.5 else LEGAL_IMPLICIT)
+    legal = legal.format(law=rng.choice([ob.title, _law_short(ob.title)]), where=variant, phrase=phrase)
+    bare_name, bare_desc = strip_region(name), strip_region(desc)
+    out = [
+        (POSITIVE, name_r, _compose(rng, desc_r, legal), Label.NEEDS, ob.title, ob.jurisdiction),
+        (BUSINESS_TWIN, name_r, _compose(rng, desc_r, rng.choice(TWIN_BUSINESS).format(where=variant)),
+         Label.NOT_NEEDED, None, ob.jurisdiction),
+        (NO_REASON_TWIN, name_r, _compose(rng, desc_r, rng.choice(TWIN_NO_REASON).format(where=variant)),
+         Label.NEI, None, ob.jurisdiction),
+        (UNIVERSAL_TWIN, bare_name, _compose(rng, bare_desc, rng.choice(TWIN_UNIVERSAL)), Label.NOT_NEEDED, None, None),
+        # The action alone: no place, no reason. Whether a law drives it cannot be told -> NEI.
+        (BARE_TWIN, bare_name, _compose(rng, bare_desc, None), Label.NEI, None, None),
+    ]
+    # Not every twin for every obligation: the three positives per obligation (two plain, this one with a stated
+    # driver) would otherwise be outnumbered by the negatives built from them.
+    keep = {POSITIVE: 1.0, BUSINESS_TWIN: 0.6, NO_REASON_TWIN: 0.5, UNIVERSAL_TWIN: 0.3, BARE_TWIN: 0.3}
+    return [FeatureSpec(feature=Feature(id=f"{kind}-{ob.id}", name=n, description=d, label=label, law=law),
+                        kind=kind, group=ob.id, jurisdiction=jur, obligation_id=ob.id, topic=ob.topic)
+            for kind, n, d, label, law, jur in out if rng.random() < keep[kind]]
 
 
 class FeatureSpec(BaseModel):
@@ -329,37 +498,40 @@ def region_name(jurisdiction: str) -> str:
 
 def positive_features(ob: Obligation, seed: int, count: int = 2) -> list[FeatureSpec]:
     """``count`` differently worded features implementing ``ob`` (one group: they share a split)."""
-    templates = list(TEMPLATES.get(ob.topic) or TEMPLATES["notice_and_action"])
+    templates = _templates_for(ob)
     _rng(seed, ob.id).shuffle(templates)
-    where, duty = region_name(ob.jurisdiction), ob.duty or ""
+    where = region_name(ob.jurisdiction)
     out = []
     for i, (name, desc) in enumerate(templates[:count]):
-        feature = Feature(id=f"f{i}-{ob.id}", name=name.format(where=where, duty=duty)[:200],
-                          description=desc.format(where=where, duty=duty), label=Label.NEEDS, law=ob.title)
+        feature = Feature(id=f"f{i}-{ob.id}", name=name.format(where=where)[:200], description=desc.format(where=where),
+                          label=Label.NEEDS, law=ob.title)
         out.append(FeatureSpec(feature=feature, kind=POSITIVE, group=ob.id, jurisdiction=ob.jurisdiction,
                                obligation_id=ob.id, topic=ob.topic))
     return out
 
 
-def positive_reason(ob: Obligation) -> str:
-    phrase = f"the duty that the {ob.duty}" if ob.duty else TOPIC_PHRASES.get(ob.topic, ob.topic)
-    return (f"The feature implements {phrase} for users in "
-            f"{region_name(ob.jurisdiction)}, which {ob.title} requires in {ob.citation}.")
+def positive_reason(ob: Obligation, cited: LawContext | None = None) -> str:
+    """Names only the law and citation the answer gives (both in its prompt): a reason never invents law."""
+    title, citation = (cited.title, cited.citation) if cited is not None else (ob.title, ob.citation)
+    return (f"The feature implements {_phrase(ob)} for users in "
+            f"{region_name(ob.jurisdiction)}, which {title} requires in {citation}.")
 
 
 def negative_features(jurisdictions: Iterable[str], count: int, seed: int) -> list[FeatureSpec]:
-    """``count`` ambiguous and ``count`` business-geofenced specs across ``jurisdictions``.
+    """``count`` ambiguous, ``count`` business-geofenced specs across ``jurisdictions`` and up to ``count`` universal
+    product features (no region, no legal angle).
 
     A template (not its region variant) is one group: the same wording never lands in both splits.
     """
     regions = sorted(set(jurisdictions)) or ["EU"]
     out: list[FeatureSpec] = []
     for kind, templates, label in ((AMBIGUOUS, AMBIGUOUS_TEMPLATES, Label.NEI),
-                                   (BUSINESS, BUSINESS_TEMPLATES, Label.NOT_NEEDED)):
+                                   (BUSINESS, BUSINESS_TEMPLATES, Label.NOT_NEEDED),
+                                   (UNIVERSAL, UNIVERSAL_TEMPLATES, Label.NOT_NEEDED)):
         for i in range(count):
             t = i % len(templates)
-            jur = regions[(i // len(templates) + t) % len(regions)]
-            where = region_name(jur)
+            jur = regions[(i // len(templates) + t) % len(regions)] if kind != UNIVERSAL else None
+            where = _rng(seed, kind, str(t), str(jur)).choice(REGION_VARIANTS.get(jur or "", [region_name(jur or "")]))
             name, desc = templates[t]
             feature = Feature(id=f"{kind}-{t}-{jur}", name=name.format(where=where),
                               description=desc.format(where=where), label=label)
@@ -401,9 +573,11 @@ def generate(
 ) -> list[FeatureSpec]:
     """Positives (``per_obligation`` per selected obligation) and negatives (default: a third of the
     positives per kind)."""
-    specs = [s for ob in select_obligations(obligations, per_law, seed) for s in positive_features(ob, seed, per_obligation)]
+    chosen = select_obligations(obligations, per_law, seed)
+    specs = [s for ob in chosen for s in positive_features(ob, seed, per_obligation)]
     n = negatives_per_kind if negatives_per_kind is not None else max(8, len(specs) // 3)
-    return specs + negative_features((o.jurisdiction for o in obligations), n, seed)
+    variants = [s for ob in chosen for s in reason_variants(ob, seed)]
+    return specs + variants + negative_features((o.jurisdiction for o in obligations), n, seed)
 
 
 def obligations_by_id(obligations: Iterable[Obligation]) -> dict[str, Obligation]:

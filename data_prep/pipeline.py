@@ -151,7 +151,7 @@ def run_pipeline(
         log.info("mine: %d obligations; %d sentences skipped (topic not allowed for their law)", n,
                  stats["topic_not_allowed"])
 
-    ran["mine"] = stages.run("mine", [chunks_stamp, topics_key, code_digest("data_prep.mine")], [obligations_path],
+    ran["mine"] = stages.run("mine", [chunks_stamp, topics_key, code_digest("data_prep.mine", "data_prep.topics")], [obligations_path],
                              _mine)
     obligations_stamp = file_digest(obligations_path)
 
@@ -178,7 +178,7 @@ def run_pipeline(
     ran["build"] = stages.run(
         "build", [file_digest(features_path), obligations_stamp, chunks_stamp, asdict(cfg.build), cfg.tokenizer,
                   cfg.retriever, cfg.kendra_index_id, str(cfg.glossary and file_digest(cfg.glossary)),
-                  code_digest("data_prep.build", "sft.core.context", "sft.core.glossary", "sft.core.contract",
+                  code_digest("data_prep.build", "sft.core.context", "sft.core.prompt", "sft.core.glossary", "sft.core.contract",
                               "sft.core.budget")],
         [out / "train.jsonl", out / "validation.jsonl", out / "qc_report.json"], _build,
     )

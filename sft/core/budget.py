@@ -1,22 +1,21 @@
 """The token budget: make an example fit ``max_length`` without ever truncating its answer.
 
 Used by ``geoprep build`` (so the data on disk already fits) and by ``geosft train`` (so a file built for
-another tokenizer or length still trains correctly). Law context items are ordered most relevant first;
-the least relevant are dropped first, and the item the answer cites is never dropped (the answer must
-stay grounded in its prompt). When only the cited item is left, an over-long feature description is cut at a
-sentence boundary (counted). An example that cannot fit is dropped, with the reason, and counted. Inputs in
-the original project's text layout ("Feature Name: ... Law Context (structured JSON): [...]") are trimmed
-the same way (``sft.core.seed_format``).
+another tokenizer or length still trains correctly). The prompt is trimmed by the one rule inference also
+applies (:mod:`sft.core.prompt`): least relevant law items first, never the item the answer cites (the answer
+must stay grounded in its prompt). An example that cannot fit is dropped, with the reason, and counted.
+Inputs in the original project's text layout ("Feature Name: ... Law Context (structured JSON): [...]") are
+trimmed the same way (``sft.core.seed_format``) and written back in that layout.
 """
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from sft.core.contract import PROMPT_TEMPLATE, Example, PromptInput, render_completion, render_prompt
+from sft.core.contract import Example, PromptInput, render_completion, render_prompt
+from sft.core.prompt import DEFAULT_REASON_TOKENS, answer_reserve, fit_prompt_input
 from sft.core.seed_format import parse_seed_input
 
 FIT, TRIMMED, DROPPED = "fit", "trimmed", "dropped"
@@ -42,71 +41,36 @@ def count_tokens(tokenizer: Any, text: str, *, special: bool) -> int:
 
 
 def fit_to_budget(
-    example: Example, tokenizer: Any, max_length: int, *, template: str = PROMPT_TEMPLATE
+    example: Example, tokenizer: Any, max_length: int, *, max_reason_tokens: int = DEFAULT_REASON_TOKENS
 ) -> BudgetResult:
-    """Return the example as it fits in ``max_length`` tokens (prompt + answer + EOS), or why it cannot."""
+    """Return the example as it fits in ``max_length`` tokens, or why it cannot.
+
+    The prompt gets ``max_length - answer_reserve(max_reason_tokens)`` tokens and is trimmed by
+    :func:`sft.core.prompt.fit_prompt_input`, the rule inference applies to the same prompt; the answer (+ EOS)
+    must fit the reserve and is never cut.
+    """
     completion_tokens = count_tokens(tokenizer, render_completion(example.output), special=False) + 1
-    prompt_tokens = count_tokens(tokenizer, render_prompt(example.instruction, example.input, template), special=True)
-    if prompt_tokens + completion_tokens <= max_length:
+    prompt_tokens = count_tokens(tokenizer, render_prompt(example.instruction, example.input), special=True)
+    reserve = answer_reserve(max_reason_tokens)
+    budget = max_length - reserve
+    if completion_tokens > reserve or budget <= 0:
+        return BudgetResult(DROPPED, None, prompt_tokens, completion_tokens,
+                            reason=f"answer longer than the {reserve}-token answer reserve")
+    if prompt_tokens <= budget:
         return BudgetResult(FIT, example, prompt_tokens, completion_tokens)
-    if completion_tokens >= max_length:
-        return BudgetResult(DROPPED, None, prompt_tokens, completion_tokens, reason="answer longer than max_length")
     parsed = PromptInput.parse(example.input) or parse_seed_input(example.input)
-    if parsed is not None and not parsed.law_context:
-        return _cut_feature(example, parsed, tokenizer, max_length, template, completion_tokens, prompt_tokens, 0)
-    if parsed is None:
+    if parsed is None or not parsed.law_context:
         return BudgetResult(
             DROPPED, None, prompt_tokens, completion_tokens, reason="prompt too long and has no law context to trim"
         )
-    cited = example.answer.citation
-    context = list(parsed.law_context)
-    dropped = 0
-    while True:
-        # Drop the least relevant item the answer does not cite.
-        idx = next((i for i in range(len(context) - 1, -1, -1) if context[i].get("citation") != cited), None)
-        if idx is None:
-            parsed = parsed.model_copy(update={"law_context": context})
-            return _cut_feature(example, parsed, tokenizer, max_length, template, completion_tokens,
-                                prompt_tokens, dropped)
-        del context[idx]
-        dropped += 1
-        trimmed_input = parsed.model_copy(update={"law_context": context}).render()
-        prompt_tokens = count_tokens(
-            tokenizer, render_prompt(example.instruction, trimmed_input, template), special=True
-        )
-        if prompt_tokens + completion_tokens <= max_length:
-            trimmed = example.model_copy(update={"input": trimmed_input})
-            return BudgetResult(TRIMMED, trimmed, prompt_tokens, completion_tokens, dropped)
-
-
-def _cut_feature(
-    example: Example, parsed: PromptInput, tokenizer: Any, max_length: int, template: str,
-    completion_tokens: int, prompt_tokens: int, dropped: int,
-) -> BudgetResult:
-    """Keep the longest run of the description's first sentences that fits (binary search: a 40-sentence
-    description costs ~6 tokenizer calls, not 40); at least one sentence, else the example is dropped."""
-    sentences = re.split(r"(?<=[.!?])\s+", parsed.feature.get("description", "").strip())
-
-    def attempt(k: int) -> tuple[int, str]:
-        feature = {**parsed.feature, "description": " ".join(sentences[:k])}
-        text = parsed.model_copy(update={"feature": feature}).render()
-        return count_tokens(tokenizer, render_prompt(example.instruction, text, template), special=True), text
-
-    lo, hi, best = 1, len(sentences) - 1, None
-    while lo <= hi:
-        mid = (lo + hi) // 2
-        tokens, text = attempt(mid)
-        if tokens + completion_tokens <= max_length:
-            best, lo = (tokens, text), mid + 1
-        else:
-            hi = mid - 1
-    if best is None:
-        return BudgetResult(
-            DROPPED, None, prompt_tokens, completion_tokens, dropped,
-            reason="does not fit even with only the cited law context and the feature's first sentence",
-        )
-    trimmed = example.model_copy(update={"input": best[1]})
-    return BudgetResult(TRIMMED, trimmed, best[0], completion_tokens, dropped, feature_cut=True)
+    fitted = fit_prompt_input(parsed, example.instruction, tokenizer, budget, keep_citation=example.answer.citation)
+    dropped = fitted.cut.get("law_items", 0)
+    if not fitted.fits:
+        return BudgetResult(DROPPED, None, fitted.tokens, completion_tokens, dropped,
+                            reason="does not fit even with only the cited law context")
+    trimmed = example.model_copy(update={"input": fitted.prompt_input.render()})
+    return BudgetResult(TRIMMED, trimmed, fitted.tokens, completion_tokens, dropped,
+                        feature_cut=bool(fitted.cut.get("description_chars")))
 
 
 @dataclass

@@ -408,6 +408,15 @@ class Prediction(_Record):
     grounded: bool | None = Field(
         default=None, description="Citation present in the prompt's law context (None: no citation)."
     )
+    label_scores: dict[str, float] | None = Field(
+        default=None, description="Log-likelihood of each label continuation (constrained decoding only)."
+    )
+    confidence: float | None = Field(
+        default=None, description="Calibrated probability of the chosen label (None: no calibration data)."
+    )
+    needs_review: bool | None = Field(
+        default=None, description="Confidence under the model's review threshold (or an invalid answer)."
+    )
 
 
 def _first_json_object(text: str) -> str | None:

@@ -8,7 +8,8 @@ Constrained decoding builds the answer field by field in the exact serialisation
 2. law + citation: every ``(law, citation)`` pair of the prompt's own law context, plus ``null``, is scored
    as a continuation; the answer therefore cites only text present in the prompt, or nothing;
 3. the reason: generated greedily after ``"reason": "`` and cut at the first unescaped quote; the text is
-   then JSON-escaped by the serialiser, so quotes or backslashes the model emits cannot break the JSON.
+   then JSON-escaped by the serialiser, so quotes or backslashes the model emits cannot break the JSON; a
+   sentence naming law that is not in the prompt is removed (:mod:`sft.inference.grounding`).
 
 Why not a structured-generation library (outlines, lm-format-enforcer)? A grammar only guarantees syntax:
 the law/citation must additionally come from *this* prompt's context, which is a per-request choice set, and
@@ -29,6 +30,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from sft.core.contract import LABELS, Answer, Prediction, PromptInput, parse_output
+from sft.core.prompt import DEFAULT_REASON_TOKENS
+from sft.inference.grounding import ground_reason
 
 FLAG_PREFIX = '{"compliance_flag": "'
 # Segments are tokenized separately and concatenated, so each boundary must also be a pre-tokenizer boundary
@@ -40,7 +43,7 @@ REASON_PREFIX = ', "reason": "'
 
 @dataclass
 class DecodeConfig:
-    max_reason_tokens: int = 48
+    max_reason_tokens: int = DEFAULT_REASON_TOKENS
     """Tokens allowed for the free-text reason (constrained) or the whole answer budget is 4x this."""
     batch_size: int = 8
     """Sequences per forward pass. Label scoring runs 3 sequences per prompt."""
@@ -240,8 +243,11 @@ def decode_constrained(model: Any, tokenizer: Any, prompts: Sequence[str], input
         reason = _unescape(text[:cut] if cut >= 0 else text).strip()
         law, citation = options[i][picks[i]]
         answer = Answer(compliance_flag=LABELS[flags[i]], law=law, citation=citation, reason=reason)
-        raw = answer.to_json()
-        preds.append(parse_output(raw, inputs[i]))
+        # A reason names only law its prompt holds (sft.inference.grounding): enforced here, for any weights.
+        answer.reason = ground_reason(answer.reason, answer, inputs[i])
+        pred = parse_output(answer.to_json(), inputs[i])
+        pred.label_scores = {label.value: scores[i * n + j] for j, label in enumerate(LABELS)}
+        preds.append(pred)
     return preds
 
 

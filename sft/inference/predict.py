@@ -1,7 +1,7 @@
 """``geosft predict``: flag a file of features, with an audit trail.
 
-For each feature: expand internal terms with the glossary, retrieve law context, render the contract prompt
-(:func:`sft.inference.predictor.build_prompt`), predict with constrained decoding and append one row to
+For each feature: expand internal terms with the glossary, retrieve law context and build the prompt exactly as
+training data was built (:mod:`sft.core.prompt`), predict with constrained decoding and append one row to
 ``OUT.jsonl``. The JSONL is the source of truth and is appended batch by batch, so an interrupted run resumes
 where it stopped (ids already written are skipped, a torn last line is repaired); ``OUT.csv`` is rewritten
 atomically from it at the end of every run.
@@ -20,14 +20,16 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from sft.core.context import SEARCH_K, TOP_K, select_context
+from sft.core.context import TOP_K
 from sft.core.contract import ContractError, Feature, LawContext, iter_jsonl
 from sft.core.errors import UserError
 from sft.core.files import atomic_open, read_jsonl_ids
+from sft.core.prompt import law_context
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ["id", "name", "flag", "law", "citation", "reason", "context_ids", "model_id", "timestamp"]
+COLUMNS = ["id", "name", "flag", "law", "citation", "reason", "confidence", "needs_review", "context_ids",
+           "prompt_cut", "model_id", "timestamp"]
 
 
 @dataclass
@@ -101,12 +103,6 @@ def read_features(path: Path, on_error: Callable[[ContractError], None]) -> Iter
                 on_error(e)
 
 
-def retrieval_query(feature: Feature, glossary_notes: dict[str, str]) -> str:
-    """Feature text with internal jargon expanded, so retrieval sees 'age-sensitive...' not 'ASL'."""
-    notes = " ".join(f"{k}: {v}" for k, v in glossary_notes.items())
-    return f"{feature.name}. {feature.description} {notes}".strip()
-
-
 def open_feature_retriever(kind: str, model_dir: str | Path | None, index_dir: Path | None,
                            kendra_index_id: str | None) -> Any | None:
     """The retriever packaged with the model (``index/``), an explicit index, or Kendra; None if none."""
@@ -130,13 +126,13 @@ def contexts_for(
     retriever: Any | None, feature: Feature, notes: dict[str, str], k: int = TOP_K
 ) -> list[LawContext]:
     """Retrieve and shape law context exactly as ``geoprep build`` does for training prompts."""
-    if retriever is None or k == 0:
-        return []
-    hits = retriever.search(retrieval_query(feature, notes), k=max(SEARCH_K, k))
-    return select_context(hits, top_k=k)
+    return law_context(retriever, feature, notes, k)
 
 
-def answer_row(feature: Feature, pred: Any, context: Sequence[LawContext], model_id: str) -> dict[str, Any]:
+def answer_row(feature: Feature, pred: Any, context: Sequence[LawContext], model_id: str,
+               cut: dict[str, int] | None = None) -> dict[str, Any]:
+    """One output row (predict's JSONL/CSV and the endpoint's answer). ``cut``: what the token budget removed from
+    the prompt (law items, glossary notes, description characters), so a trimmed prompt is never silent."""
     answer = pred.answer
     return {
         "id": feature.id,
@@ -145,7 +141,10 @@ def answer_row(feature: Feature, pred: Any, context: Sequence[LawContext], model
         "law": answer.law if answer else None,
         "citation": answer.citation if answer else None,
         "reason": answer.reason if answer else pred.error,
+        "confidence": pred.confidence,
+        "needs_review": pred.needs_review,
         "context_ids": [c.id for c in context],
+        "prompt_cut": dict(cut or {}),
         "model_id": model_id,
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
     }
@@ -160,7 +159,8 @@ def write_csv(jsonl_path: Path, csv_path: Path) -> int:
             for line in jsonl_path.read_text(encoding="utf-8").splitlines():
                 if line.strip():
                     row = json.loads(line)
-                    writer.writerow({**row, "context_ids": ";".join(row.get("context_ids") or [])})
+                    writer.writerow({**row, "context_ids": ";".join(row.get("context_ids") or []),
+                                     "prompt_cut": ";".join(f"{k}={v}" for k, v in (row.get("prompt_cut") or {}).items())})
                     n += 1
     return n
 
@@ -185,6 +185,7 @@ def run_predict(cfg: PredictConfig, predictor: Any | None = None) -> dict[str, i
         log.warning("skipped bad row: %s", e)
     if done_ids:
         log.info("resuming: %d feature(s) already in %s", len(done_ids), cfg.jsonl_path)
+    no_law = 0
     if features:
         predictor = predictor or Predictor.load(cfg.model)
         model_dir = cfg.model if Path(cfg.model).is_dir() else None
@@ -197,10 +198,13 @@ def run_predict(cfg: PredictConfig, predictor: Any | None = None) -> dict[str, i
                 for f in batch:
                     notes = glossary.notes_for(f"{f.name} {f.description}")
                     items.append((f, contexts_for(retriever, f, notes, cfg.k), notes))
-                for f, res in zip(batch, predictor.predict(items), strict=True):
-                    row = answer_row(f, res.prediction, res.context, predictor.model_id)
+                for (f, retrieved, _), res in zip(items, predictor.predict(items), strict=True):
+                    if retrieved and not res.context:
+                        log.warning("%s: the token budget left no law in the prompt (%d retrieved)", f.id, len(retrieved))
+                        no_law += 1
+                    row = answer_row(f, res.prediction, res.context, predictor.model_id, res.cut)
                     out.write(json.dumps(row, ensure_ascii=False) + "\n")
                 out.flush()
                 bar.update(len(batch))
     write_csv(cfg.jsonl_path, cfg.csv_path)
-    return {"predicted": len(features), "skipped": len(done_ids), "bad": len(errors)}
+    return {"predicted": len(features), "skipped": len(done_ids), "bad": len(errors), "no_law_in_prompt": no_law}

@@ -1,8 +1,7 @@
-"""Shared inference: the one prompt builder for predict and serve, and a thread-safe batch Predictor.
+"""Shared inference: a thread-safe batch Predictor for eval, predict and serve.
 
-``build_prompt`` is the only way a (feature, context, glossary) triple becomes model text outside training
-data: it goes through :class:`sft.core.contract.PromptInput` and :func:`sft.core.contract.render_prompt`, with the
-instruction recorded by training (``train_config.json``) when there is one.
+Prompts come from the one prompt builder (:mod:`sft.core.prompt`), under the budget rule training used, with the
+instruction, ``max_length`` and answer reserve recorded by training (``train_config.json``).
 """
 
 from __future__ import annotations
@@ -15,20 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from sft.core.contract import DEFAULT_INSTRUCTION, Feature, LawContext, Prediction, PromptInput, render_prompt
+from sft.core.contract import DEFAULT_INSTRUCTION, Feature, LawContext, Prediction, PromptInput
+from sft.core.prompt import DEFAULT_REASON_TOKENS, build_prompt, prompt_budget
+from sft.inference.calibration import Calibration
 from sft.inference.decoding import DecodeConfig, decode_constrained, decode_free
 
 log = logging.getLogger(__name__)
-
-
-def build_prompt(
-    feature: Feature,
-    context: Sequence[LawContext],
-    glossary: dict[str, str] | None = None,
-    instruction: str = DEFAULT_INSTRUCTION,
-) -> tuple[PromptInput, str]:
-    prompt_input = PromptInput.build(feature, list(context), glossary)
-    return prompt_input, render_prompt(instruction, prompt_input.render())
 
 
 def _train_config(model_dir: str | Path) -> dict[str, Any]:
@@ -55,6 +46,8 @@ class Result(NamedTuple):
     prompt: str
     context: list[LawContext]
     """The law context the prompt actually holds (after trimming to the token budget)."""
+    cut: dict[str, int] = {}
+    """What the budget removed from the prompt: law items, glossary notes, description characters."""
 
 
 def model_path(spec: str | Path) -> str:
@@ -76,6 +69,10 @@ class Predictor:
     config: DecodeConfig = field(default_factory=DecodeConfig)
     max_length: int | None = None
     """Token budget the model was trained with (train_config.json); prompts are trimmed to fit it."""
+    max_reason_tokens: int = DEFAULT_REASON_TOKENS
+    """The answer reserve the model was trained with (train_config.json): the budget rule's other half."""
+    calibration: Calibration = field(default_factory=Calibration)
+    """Temperature and review threshold fitted on validation (calibration.json); defaults without one."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
@@ -89,28 +86,27 @@ class Predictor:
         model.eval()
         train_cfg = _train_config(spec) if Path(str(spec)).is_dir() else {}
         max_length = train_cfg.get("max_length")
+        reason_tokens = train_cfg.get("max_reason_tokens", DEFAULT_REASON_TOKENS)
+        config = config or DecodeConfig(max_reason_tokens=reason_tokens)
         return cls(
             model, tok, model_id=str(spec), instruction=model_instruction(spec) if train_cfg else DEFAULT_INSTRUCTION,
-            config=config or DecodeConfig(), max_length=max_length if isinstance(max_length, int) else None,
+            config=config, max_length=max_length if isinstance(max_length, int) else None,
+            max_reason_tokens=reason_tokens,
+            calibration=(Calibration.load(spec) if Path(str(spec)).is_dir() else None) or Calibration(),
         )
+
+    @property
+    def budget(self) -> int | None:
+        """Prompt tokens allowed: the trained ``max_length`` minus the answer reserve (sft.core.prompt)."""
+        return None if self.max_length is None else prompt_budget(self.max_length, self.max_reason_tokens)
 
     def fit_prompt(
         self, feature: Feature, context: Sequence[LawContext], glossary: dict[str, str] | None
-    ) -> tuple[PromptInput, str, list[LawContext]]:
-        """The contract prompt, dropping the least relevant (last) context items until it fits the budget.
-
-        The budget is the trained ``max_length`` minus room for the answer, the same rule as training
-        (``sft.core.budget``): a model never sees a longer prompt than it was trained on.
-        """
-        context = list(context)
-        answer_room = self.config.max_reason_tokens + 64
-        while True:
-            prompt_input, prompt = build_prompt(feature, context, glossary, self.instruction)
-            if self.max_length is None or not context:
-                return prompt_input, prompt, context
-            if len(self.tokenizer(prompt)["input_ids"]) + answer_room <= self.max_length:
-                return prompt_input, prompt, context
-            context.pop()
+    ) -> tuple[PromptInput, str, list[LawContext], dict[str, int]]:
+        """The contract prompt, trimmed by the training rule (:func:`sft.core.prompt.fit_prompt_input`) to the
+        trained budget: a model never sees a longer prompt, or a differently trimmed one, than in training."""
+        fitted, kept = build_prompt(feature, context, glossary, self.instruction, self.tokenizer, self.budget)
+        return fitted.prompt_input, fitted.prompt, kept, fitted.cut
 
     def predict_prompts(
         self, prompts: Sequence[str], inputs: Sequence[PromptInput | None], *, constrained: bool = True
@@ -126,6 +122,8 @@ class Predictor:
         with self._lock, torch.inference_mode():  # one request at a time; batches bound the KV-cache memory
             for i in range(0, len(prompts), size):
                 out += decode(self.model, self.tokenizer, prompts[i : i + size], inputs[i : i + size], self.config)
+        for pred in out:
+            self.calibration.apply(pred)
         return out
 
     def predict(
@@ -137,4 +135,4 @@ class Predictor:
         """(feature, context, glossary notes) -> (prediction, the exact prompt, the context it holds)."""
         built = [self.fit_prompt(f, c, g) for f, c, g in items]
         preds = self.predict_prompts([b[1] for b in built], [b[0] for b in built], constrained=constrained)
-        return [Result(pred, prompt, ctx) for pred, (_, prompt, ctx) in zip(preds, built, strict=True)]
+        return [Result(pred, prompt, ctx, cut) for pred, (_, prompt, ctx, cut) in zip(preds, built, strict=True)]

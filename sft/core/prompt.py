@@ -1,0 +1,207 @@
+"""The one prompt builder: feature + glossary notes + retrieved law -> the exact prompt, under one budget rule.
+
+``geoprep build`` (training data), ``geosft train`` (re-fitting a file to its tokenizer), ``geosft eval``,
+``geosft predict`` and ``serve`` all call :func:`law_context` to pick the law a prompt shows and
+:func:`fit_prompt_input` to make it fit, so a deployed model sees prompts shaped exactly like its training
+prompts: the same retrieval query, the same jurisdiction rule, the same number and length of snippets, and the
+same trimming order when a prompt is too long.
+
+The budget rule: the prompt may take ``max_length - answer_reserve(max_reason_tokens)`` tokens. The reserve is
+what the longest answer inference allows can take (JSON frame, label, law and citation: 64 tokens; the reason:
+``max_reason_tokens``), so training, where the real answer is known, and inference, where it is not, trim the
+same prompt to the same length. A training answer longer than the reserve is dropped (and counted).
+
+Trimming order, each step only while the prompt is still too long:
+
+1. law items, least relevant first, down to one (never the item a training answer cites);
+2. glossary notes, last first;
+3. the feature description, cut at a sentence boundary (at a word when one sentence is left);
+4. the last law items (a prompt with no law is reported, never silent).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sft.core.context import SEARCH_K, TOP_K, select_context
+from sft.core.contract import Feature, LawContext, PromptInput, render_prompt
+
+ANSWER_FRAME_TOKENS = 64  # {"compliance_flag": ..., "law": ..., "citation": ..., "reason": "..."} minus the reason
+DEFAULT_REASON_TOKENS = 48
+MIN_DESCRIPTION_CHARS = 80  # a description is never cut shorter than this (its first sentence, at least)
+
+
+def answer_reserve(max_reason_tokens: int = DEFAULT_REASON_TOKENS) -> int:
+    """Tokens kept free for the answer (+ EOS) after the prompt."""
+    return ANSWER_FRAME_TOKENS + max_reason_tokens
+
+
+def prompt_budget(max_length: int, max_reason_tokens: int = DEFAULT_REASON_TOKENS) -> int:
+    return max_length - answer_reserve(max_reason_tokens)
+
+
+# ------------------------------------------------------------------------------------- jurisdictions
+
+# How specs name places -> the jurisdiction codes law chunks carry. Word-bounded, case-sensitive for the
+# two-letter abbreviations (so "in" or "or" never reads as a state), case-insensitive for names.
+_PLACES: list[tuple[str, str, int]] = [
+    (r"\b(?:EU|EEA|E\.U\.)\b", "EU", 0),
+    (r"\b(?:European Union|European Economic Area|member states?|Europe(?:an)?|Brussels|Schengen)\b", "EU", re.I),
+    (r"\b(?:Austria|Belgium|Bulgaria|Croatia|Cyprus|Czechia|Czech Republic|Denmark|Estonia|Finland|France|Germany"
+     r"|Greece|Hungary|Ireland|Italy|Latvia|Lithuania|Luxembourg|Malta|Netherlands|Poland|Portugal|Romania"
+     r"|Slovakia|Slovenia|Spain|Sweden|DACH|Benelux|Nordics)\b", "EU", 0),
+    (r"\b(?:US|U\.S\.|USA)\b", "US", 0),
+    (r"\b(?:United States|federal|nationwide|stateside|American)\b", "US", re.I),
+    (r"\b(?:California|Californian|Bay Area|Los Angeles|San Francisco)\b", "US-CA", re.I),
+    (r"\bCA\b", "US-CA", 0),
+    (r"\b(?:Florida|Floridian|Sunshine State|Miami|Tampa|Orlando)\b", "US-FL", re.I),
+    (r"\bFL\b", "US-FL", 0),
+    (r"\b(?:Utah|Utahn|Salt Lake)\b", "US-UT", re.I),
+    (r"\bUT\b", "US-UT", 0),
+    (r"\b(?:Texas|Texan)\b", "US-TX", re.I),
+    (r"\bTX\b", "US-TX", 0),
+    (r"\b(?:New York)\b", "US-NY", re.I),
+    (r"\bNY\b", "US-NY", 0),
+]
+_PLACE_RES = [(re.compile(p, flags), code) for p, code, flags in _PLACES]
+
+
+def mentioned_jurisdictions(text: str) -> list[str]:
+    """The jurisdictions a spec names (sorted). A state implies nothing about its country's federal law here:
+    the applicability rule (:func:`applies`) lets federal law apply to every state."""
+    return sorted({code for rx, code in _PLACE_RES if rx.search(text)})
+
+
+def applies(law_jurisdiction: str, wanted: str) -> bool:
+    """A law applies to a place in its own jurisdiction or a sub-jurisdiction: US law in US-UT, not US-FL law in
+    US-UT."""
+    return wanted == law_jurisdiction or wanted.startswith(law_jurisdiction + "-")
+
+
+# -------------------------------------------------------------------------------------------- context
+
+
+class Retriever(Protocol):
+    def search(self, query: str, k: int = 5, jurisdiction: str | None = None) -> list[LawContext]: ...
+
+
+def retrieval_query(feature: Feature, glossary_notes: dict[str, str]) -> str:
+    """Feature text with internal jargon expanded, so retrieval sees 'age-sensitive...' not 'ASL'."""
+    notes = " ".join(f"{k}: {v}" for k, v in glossary_notes.items())
+    return f"{feature.name}. {feature.description} {notes}".strip()
+
+
+def law_context(retriever: Retriever | None, feature: Feature, glossary_notes: dict[str, str],
+                k: int = TOP_K, search_k: int = SEARCH_K) -> list[LawContext]:
+    """The law a prompt shows for ``feature``: training data and every inference path call this.
+
+    When the spec names places, hits of laws that apply there come first (asking the retriever per place when
+    none of the best hits applies); with none at all, the best hits stand, so the model sees that the law it is
+    given does not cover the place. Then :func:`sft.core.context.select_context`: one law, ``k`` snippets.
+    """
+    if retriever is None or k == 0:
+        return []
+    query = retrieval_query(feature, glossary_notes)
+    hits = retriever.search(query, k=max(search_k, k))
+    places = mentioned_jurisdictions(f"{feature.name} {feature.description}")
+    if places:
+        applicable = [h for h in hits if any(applies(h.jurisdiction, p) for p in places)]
+        if not applicable:
+            for place in places:
+                applicable += [h for h in retriever.search(query, k=max(search_k, k), jurisdiction=place)
+                               if applies(h.jurisdiction, place)]
+            applicable.sort(key=lambda h: -(h.score or 0.0))
+        if applicable:
+            hits = applicable
+    return select_context(hits, top_k=k)
+
+
+# --------------------------------------------------------------------------------------------- budget
+
+
+@dataclass
+class Fitted:
+    prompt_input: PromptInput
+    prompt: str
+    tokens: int
+    fits: bool
+    cut: dict[str, int] = field(default_factory=dict)
+    """What was removed: {"law_items": n, "glossary_notes": n, "description_chars": n}."""
+
+
+def _sentences_cut(text: str, min_chars: int) -> str | None:
+    """``text`` without its last sentence (or last word once one sentence is left); None when at the floor."""
+    if len(text) <= min_chars:
+        return None
+    parts = re.split(r"(?<=[.!?;])\s+", text.strip())
+    if len(parts) > 1:
+        shorter = " ".join(parts[:-1])
+        if len(shorter) >= min_chars:
+            return shorter
+    words = text.split()
+    return " ".join(words[:-1]) if len(words) > 1 and len(" ".join(words[:-1])) >= min_chars else None
+
+
+def fit_prompt_input(prompt_input: PromptInput, instruction: str, tokenizer: Any, budget: int | None, *,
+                     keep_citation: str | None = None) -> Fitted:
+    """``prompt_input`` trimmed (in the module's order) until the rendered prompt takes <= ``budget`` tokens.
+
+    ``keep_citation``: a training answer's citation; its law item is never removed. ``budget`` None: no limit.
+    """
+    def render(pi: PromptInput) -> tuple[str, int]:
+        text = render_prompt(instruction, pi.render())
+        return text, len(tokenizer(text)["input_ids"])
+
+    pi = prompt_input
+    prompt, n = render(pi)
+    cut = {"law_items": 0, "glossary_notes": 0, "description_chars": 0}
+    if budget is None or n <= budget:
+        return Fitted(pi, prompt, n, True, {})
+
+    def removable(ctx: list[dict[str, Any]], floor: int) -> int | None:
+        """The least relevant law item that may go (not the cited one), while more than ``floor`` remain."""
+        if len(ctx) <= floor:
+            return None
+        return next((i for i in range(len(ctx) - 1, -1, -1)
+                     if keep_citation is None or ctx[i].get("citation") != keep_citation), None)
+
+    steps = ("law_items_to_one", "glossary_notes", "description", "law_items")
+    for step in steps:
+        while n > budget:
+            if step in ("law_items_to_one", "law_items"):
+                ctx = list(pi.law_context)
+                i = removable(ctx, 1 if step == "law_items_to_one" else 0)
+                if i is None:
+                    break
+                del ctx[i]
+                pi = pi.model_copy(update={"law_context": ctx})
+                cut["law_items"] += 1
+            elif step == "glossary_notes":
+                if not pi.glossary:
+                    break
+                notes = dict(list(pi.glossary.items())[:-1])
+                pi = pi.model_copy(update={"glossary": notes})
+                cut["glossary_notes"] += 1
+            else:
+                desc = pi.feature.get("description", "")
+                shorter = _sentences_cut(desc, MIN_DESCRIPTION_CHARS)
+                if shorter is None:
+                    break
+                pi = pi.model_copy(update={"feature": {**pi.feature, "description": shorter}})
+                cut["description_chars"] += len(desc) - len(shorter)
+            prompt, n = render(pi)
+    return Fitted(pi, prompt, n, n <= budget, {k: v for k, v in cut.items() if v})
+
+
+def build_prompt(feature: Feature, context: Sequence[LawContext], glossary_notes: dict[str, str] | None,
+                 instruction: str, tokenizer: Any = None, budget: int | None = None) -> tuple[Fitted, list[LawContext]]:
+    """The prompt for a feature at inference, fitted to ``budget``, and the law items it still holds."""
+    pi = PromptInput.build(feature, list(context), glossary_notes)
+    if tokenizer is None or budget is None:
+        return Fitted(pi, render_prompt(instruction, pi.render()), 0, True, {}), list(context)
+    fitted = fit_prompt_input(pi, instruction, tokenizer, budget)
+    kept_ids = {c.get("id") for c in fitted.prompt_input.law_context}
+    return fitted, [c for c in context if c.id in kept_ids]

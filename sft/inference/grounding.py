@@ -1,0 +1,74 @@
+"""Grounded reasons: a reason may name only law its prompt holds.
+
+A small model's free text invents statutes ("California Social Media Monitor Act (SB 111)"): for a compliance
+tool that is worse than no reason. Decoding therefore passes every generated reason through
+:func:`ground_reason`: a sentence that names an act, bill, code, article or section that is neither the answer's
+law and citation nor in the prompt's law context is removed, and a reason left empty is replaced by a frame
+built only from the answer's own fields. This holds for any weights. ``geosft eval`` counts what it would have
+removed from raw text with the same detector (:func:`absent_law_mentions`), as "reasons naming an absent law".
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from sft.core.contract import Answer, Label, PromptInput
+
+# What names a law in English legal/product prose: a capitalised name ending in Act/Code/Regulation/...,
+# a bill number, an article/section pinpoint, a U.S.C. cite, or a well-known acronym.
+LAW_MENTION = re.compile(
+    r"(?:\b(?:[A-Z][\w'’.&-]*\s+(?:of\s+|for\s+|on\s+|the\s+)?){1,7}"
+    r"(?:Act|Code|Regulation|Directive|Bill|Amendments|Statute|Ordinance)\b(?:\s*\((?:[^()]{1,40})\))?)"
+    r"|(?:\b(?:S\.?\s?B\.?|H\.?\s?B\.?|A\.?\s?B\.?|SB|HB|AB|CS/HB|CS/CS/HB)\s?\d{1,5}\b)"
+    r"|(?:\b(?:Art(?:icle)?s?\.?|Sections?|Sec\.|§+)\s?\d+[\w.\-]*(?:\(\w{1,4}\))*)"
+    r"|(?:\b\d+\s+U\.\s?S\.\s?C\.(?:\s*§+\s*\d+\w*)?)"
+    r"|(?:\b(?:GDPR|DSA|DMA|COPPA|CCPA|CPRA|LGPD|DPDP|KOSA|PIPEDA|PIPL|BIPA|OSA)\b)"
+)
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"[\s\u00a0]+", " ", text).strip().lower()
+
+
+def allowed_names(prompt_input: PromptInput | None, answer: Answer | None) -> list[str]:
+    """The law titles and citations a reason may name: the prompt's law context and the answer's own."""
+    names = []
+    if prompt_input is not None:
+        names += prompt_input.context_laws() + prompt_input.context_citations()
+    if answer is not None:
+        names += [x for x in (answer.law, answer.citation) if x]
+    return [_norm(n) for n in names if n]
+
+
+def absent_law_mentions(reason: str, allowed: Iterable[str]) -> list[str]:
+    """Law names in ``reason`` that none of ``allowed`` contains (case and spacing ignored)."""
+    allowed = list(allowed)
+    out = []
+    for m in LAW_MENTION.finditer(reason):
+        mention = _norm(m.group(0))
+        if not any(mention in a for a in allowed):
+            out.append(m.group(0).strip())
+    return out
+
+
+def frame_reason(answer: Answer) -> str:
+    """A reason built only from the answer's own fields (used when nothing grounded is left)."""
+    if answer.compliance_flag == Label.NEEDS:
+        if answer.law and answer.citation:
+            return f"The feature's stated scope falls under {answer.law}, {answer.citation}."
+        return "The spec states a legal obligation for the region it targets; the law given does not cover it."
+    if answer.compliance_flag == Label.NOT_NEEDED:
+        return "The spec gives a business reason for its regional scope, or none; no legal obligation applies."
+    return "The spec does not say why the feature is limited to its region, so its legal relevance cannot be judged."
+
+
+_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
+
+
+def ground_reason(reason: str, answer: Answer, prompt_input: PromptInput | None) -> str:
+    """``reason`` without the sentences that name absent law; the frame when none is left."""
+    allowed = allowed_names(prompt_input, answer)
+    kept = [s for s in _SENTENCE.split(reason.strip()) if s and not absent_law_mentions(s, allowed)]
+    text = " ".join(kept).strip()
+    return text if len(text) >= 12 else frame_reason(answer)

@@ -17,6 +17,12 @@ ENV PYTHONUNBUFFERED=1 \
     TRITON_CACHE_DIR=/tmp/triton \
     GEOCOMPLY_CACHE=/opt/geocomply/cache
 
+# Tesseract for OCR of scanned PDF pages (geoprep extract --ocr auto, run by the main job's prep step). The
+# offline base has it from debootstrap; the DLC base gets it from apt (~30 MB with English data).
+RUN command -v tesseract >/dev/null || { apt-get update -qq \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends tesseract-ocr tesseract-ocr-eng \
+ && rm -rf /var/lib/apt/lists/*; }
+
 WORKDIR /opt/geocomply/src
 # Dependencies change less often than code: pyproject first, so a code edit reuses this layer.
 COPY pyproject.toml README.md ./

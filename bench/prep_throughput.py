@@ -4,6 +4,9 @@ same run.
     python bench/prep_throughput.py [--pdfs examples/corpus/pdfs] [--queries 200]
 
 * extract: pages/s over the bundled PDFs, parallel processes (the default) vs one process (sequential);
+* identify: pages/s per core of the whole path for any document (read with OCR off, strip a database cover
+  page, recognise the law by content - file names ignored - or infer kind/jurisdiction/structure, chunk)
+  vs the file-name-only path before it (name match, read, chunk), both in one process on the same PDFs;
 * search: queries/s of the bm25s index vs a brute-force BM25 scan over every chunk in Python; and the cost
   of a sqlite cache hit (what a resumed run pays per query instead of a backend call).
 """
@@ -42,6 +45,37 @@ def _extract(pdfs: Path, workers: int) -> tuple[float, int]:
         t = time.perf_counter()
         report = run_extract(pdfs, Path(tmp) / "chunks.jsonl", workers=workers, progress=False)
         return time.perf_counter() - t, report.total_pages
+
+
+def _name_path(pdfs: list[Path]) -> tuple[float, int]:
+    """The path before content recognition: match by file name, read, chunk (one process)."""
+    from data_prep.chunker import chunk_law
+    from data_prep.pdftext import pdf_paragraphs
+    from data_prep.registry import load_registry
+
+    registry = load_registry()
+    t, pages = time.perf_counter(), 0
+    for pdf in pdfs:
+        entry = registry.match(pdf)
+        paras = pdf_paragraphs(str(pdf))
+        chunk_law(((page, p) for page, ps in paras for p in ps), entry, source=pdf.name)
+        pages += len(paras)
+    return time.perf_counter() - t, pages
+
+
+def _content_path(pdfs: list[Path]) -> tuple[float, int, int]:
+    """The whole path with file names ignored: read (OCR off), identify by content, chunk. Also returns how
+    many files were recognised as their registry law by content alone."""
+    from data_prep.extract import extract_file
+    from data_prep.registry import load_registry
+
+    registry = load_registry()
+    t, pages, recognised = time.perf_counter(), 0, 0
+    for pdf in pdfs:
+        n, _, result = extract_file(pdf, None, registry, ocr="never")
+        pages += n
+        recognised += result.found_by == "content" and result.law_id == registry.match(pdf).law_id
+    return time.perf_counter() - t, pages, recognised
 
 
 class BruteForceBM25:
@@ -87,6 +121,17 @@ def main() -> None:
     par_s, _ = _extract(args.pdfs, workers=os.cpu_count() or 1)
     print(f"extract+chunk  {pages} pages  sequential {pages / seq_s:7.1f} pages/s   "
           f"parallel ({os.cpu_count()} procs) {pages / par_s:7.1f} pages/s   ratio {seq_s / par_s:.2f}x")
+
+    pdfs = sorted(args.pdfs.glob("*.pdf"))
+    _name_path(pdfs[:1])  # warm imports and caches for both
+    # Best of two alternating runs each: the machine is shared, one run of either can be slowed by a neighbour.
+    name_s, pages = _name_path(pdfs)
+    content_s, _, recognised = _content_path(pdfs)
+    name_s = min(name_s, _name_path(pdfs)[0])
+    content_s = min(content_s, _content_path(pdfs)[0])
+    print(f"identify+clean+chunk  {pages} pages, OCR off, 1 process: by file name (before) {pages / name_s:7.1f} "
+          f"pages/s   by content {pages / content_s:7.1f} pages/s   ratio {name_s / content_s:.2f}x   "
+          f"({recognised}/{len(pdfs)} recognised by content alone)")
 
     with tempfile.TemporaryDirectory() as tmp:
         chunks_path = Path(tmp) / "chunks.jsonl"

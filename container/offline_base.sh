@@ -50,7 +50,7 @@ cleanup() {
 }
 trap cleanup EXIT
 say "debootstrap bookworm -> $rootfs (a few minutes)"
-debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates,procps \
+debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates,procps,tesseract-ocr \
   bookworm "$rootfs" "$MIRROR" > "$work/debootstrap.log" 2>&1 \
   || { tail -20 "$work/debootstrap.log" >&2; exit 1; }
 say "venv /opt/venv with $TORCH_SPEC and the train dependencies (from the wheelhouse, no index)"

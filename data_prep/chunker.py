@@ -166,10 +166,32 @@ def _split_long(texts: list[tuple[int | None, str]], limit: int = MAX_CHARS) -> 
     return [(page, re.sub(r"\s+", " ", text).strip()) for page, text in parts]
 
 
+_HEADING = re.compile(r"^(?:[IVXLC]+\.|[A-Z]\.|\d+(?:\.\d+)*\.?)?\s*[A-Z][^.;:!?]{2,100}$")
+
+
+def _units_pages(stream: Iterable[tuple[int | None, str]]) -> Iterator[_Unit]:
+    """No structure: one unit per page; a heading-like line (short, capitalised, no sentence end) starts a
+    new paragraph group so a chunk does not run across headings."""
+    unit: _Unit | None = None
+    for page, text in stream:
+        if unit is None or page != unit.page:
+            if unit:
+                yield unit
+            unit = _Unit("p", str(page or 1), page)
+        if _HEADING.match(text) and len(text) < 100:
+            unit.paras.append((text, [(page, text)]))
+        else:
+            unit.add(None, page, text)
+    if unit:
+        yield unit
+
+
 def chunk_law(
     stream: Iterable[tuple[int | None, str]], entry: LawEntry, source: str | None = None
 ) -> list[LawContext]:
     """Turn ``(page, paragraph)`` pairs of one law into chunks (ids unique within the law)."""
+    if entry.style == "pages":
+        return _chunk_pages(_units_pages(stream), entry, source)
     units = _units_eu(stream) if entry.style == "eu" else _units_us(stream, entry)
     chunks: list[LawContext] = []
     seen: set[str] = set()
@@ -207,6 +229,34 @@ def chunk_law(
                         page=page,
                         source=source,
                         snippet=f"{heading}: {part}",
+                        doc_kind=entry.doc_kind,
+                        found_by=entry.found_by,
                     )
                 )
+    return chunks
+
+
+def _chunk_pages(units: Iterable[_Unit], entry: LawEntry, source: str | None) -> list[LawContext]:
+    """Page-cited chunks: paragraphs of one page packed up to MAX_CHARS, a heading starting a new chunk."""
+    chunks: list[LawContext] = []
+    for unit in units:
+        texts: list[tuple[int | None, str]] = []
+        groups: list[list[tuple[int | None, str]]] = []
+        for label, paras in unit.paras:
+            if label is not None and texts:  # a heading closes the chunk before it
+                groups.append(texts)
+                texts = []
+            texts.extend(paras)
+        if texts:
+            groups.append(texts)
+        n = 0
+        for group in groups:
+            for page, part in _split_long([(unit.page, " ".join(t for _, t in group))]):
+                n += 1
+                chunks.append(LawContext(
+                    id=f"{entry.law_id}#p{unit.number}-{n}", law_id=entry.law_id, title=entry.title,
+                    citation=entry.citation.format(unit=unit.number), jurisdiction=entry.jurisdiction,
+                    date=entry.date, uri=entry.uri, page=page, source=source, snippet=part,
+                    doc_kind=entry.doc_kind, found_by=entry.found_by,
+                ))
     return chunks

@@ -37,18 +37,53 @@ def extract(
     ),
     registry: Annotated[Path | None, typer.Option(help="Extra law registry YAML (your own laws).")] = None,
     workers: Annotated[int, typer.Option(help="Parallel processes (0: one per CPU).", min=0)] = 0,
+    ocr: Annotated[str, typer.Option(help="OCR image-only pages: auto (when Tesseract is installed), always "
+                                          "(every page), never (image-only pages are named in the report).")] = "auto",
 ) -> None:
-    """Extract law PDFs/texts into article/section-sized law chunks (resumable; bad files reported)."""
+    """Extract regulation PDFs/texts into law chunks: registry laws by file name or content, unknown
+    documents with inferred kind, jurisdiction and structure (resumable; bad files reported)."""
     from data_prep.extract import report_path, run_extract
     from sft.core.console import setup_logging
 
+    _check_ocr(ocr)
     setup_logging()
-    report = run_extract(input_dir, out, registry_file=registry, workers=workers)
+    report = run_extract(input_dir, out, registry_file=registry, workers=workers, ocr=ocr)
     for f in report.files:
         if f.status not in ("ok", "cached"):
             typer.echo(f"{f.status}: {f.file}: {f.cause}", err=True)
+        elif f.found_by != "registry" or f.notes:
+            how = f"{f.found_by}: {f.law_id} ({f.doc_kind}, {f.jurisdiction})"
+            typer.echo(f"{f.file}: {how}" + "".join(f"; {n}" for n in f.notes), err=True)
     typer.echo(f"{report.total_chunks} chunks from {report.total_pages} PDF pages -> {out} "
                f"(report: {report_path(out)})")
+
+
+def _check_ocr(ocr: str) -> None:
+    from data_prep.pdftext import OCR_MODES
+    from sft.core.errors import UserError
+
+    if ocr not in OCR_MODES:
+        raise UserError(f"--ocr: {ocr!r} is not one of {', '.join(OCR_MODES)}")
+
+
+registry_app = typer.Typer(help="Draft registry entries for your own documents.", no_args_is_help=True)
+app.add_typer(registry_app, name="registry")
+
+
+@registry_app.command("suggest")
+def registry_suggest(
+    input_dir: Annotated[Path, typer.Argument(help="Folder (searched recursively) of PDFs and .txt texts.")],
+    out: Annotated[Path, typer.Option(help="Draft registry YAML to write (review it, then pass it with "
+                                           "--registry).")] = Path("registry_draft.yaml"),
+    registry: Annotated[Path | None, typer.Option(help="Your registry so far (its laws are not drafted again).")] = None,
+    ocr: Annotated[str, typer.Option(help="OCR image-only pages: auto, always or never.")] = "auto",
+) -> None:
+    """Write a draft registry entry (title, jurisdiction, kind, citation style, patterns, unit regex, each
+    with a confidence) for every document the registry does not hold yet."""
+    from data_prep.commands import registry_suggest_command
+
+    _check_ocr(ocr)
+    registry_suggest_command(input_dir, out, registry, ocr)
 
 
 @app.command()

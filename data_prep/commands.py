@@ -92,3 +92,32 @@ def pipeline_command(cfg: Any) -> None:
     result, ran = run_pipeline(cfg)
     typer.echo("stages: " + ", ".join(f"{k} {'ran' if v else 'skipped (up to date)'}" for k, v in ran.items()))
     _print_result(result, cfg.out_dir)
+
+
+def registry_suggest_command(input_dir: Path, out: Path, registry: Path | None, ocr: str) -> None:
+    """Draft registry entries for every document under ``input_dir`` that no entry holds (by name or content)."""
+    from data_prep.extract import list_inputs, read_document
+    from data_prep.identify import draft_yaml, head_text, infer_entry, match_content, strip_cover
+    from data_prep.registry import load_registry
+    from sft.core.files import atomic_open
+
+    reg = load_registry(registry)
+    drafts, known, bad = [], 0, []
+    for path in list_inputs(input_dir):
+        try:
+            doc, _ = read_document(path, ocr)
+        except Exception as e:  # named with its cause, like geoprep extract
+            bad.append(f"{path.name}: {e}")
+            continue
+        pages, _ = strip_cover(doc.pages)
+        head = "\n".join([doc.title, doc.head, head_text(pages)])
+        if reg.match(path) or match_content(reg, head):
+            known += 1
+            continue
+        drafts.append((infer_entry(pages, path.name, doc.title), head))
+    with atomic_open(out) as fh:
+        fh.write(draft_yaml(drafts))
+    for line in bad:
+        typer.echo(f"skipped: {line}", err=True)
+    typer.echo(f"{len(drafts)} draft entries -> {out} ({known} documents already in the registry, {len(bad)} unreadable); "
+               f"review, then: geoprep extract {input_dir} --registry {out}")

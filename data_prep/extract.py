@@ -1,6 +1,10 @@
 """``geoprep extract``: a folder of law PDFs / texts -> law chunks JSONL + a run report.
 
-* Files are matched to the law registry by name; an unknown file is reported with a hint and skipped.
+* Files are matched to the law registry by name, else by content (the entry's ``signatures`` in the PDF
+  metadata and first pages, after a legal database's cover page is stripped); a document no entry holds is
+  still processed: its kind (law / secondary), jurisdiction and structure are inferred from its text
+  (``data_prep.identify``) and every chunk says how its metadata was found.
+* Image-only pages are OCR'd (``ocr="auto"``, Tesseract installed) or named in the report.
 * Each file is extracted in its own process (PyMuPDF is CPU-bound); a corrupt, encrypted, empty or
   image-only PDF is reported with its cause and skipped, and the run goes on.
 * Resumable: each finished file's chunks are cached under ``<out>.parts/`` keyed by the file's sha256,
@@ -17,8 +21,9 @@ import logging
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
-from data_prep.registry import REGISTER_HINT, LawEntry, load_registry
+from data_prep.registry import REGISTER_HINT, LawEntry, Registry, load_registry
 from sft.core.chunks import read_chunks, write_chunks
 from sft.core.contract import LawContext
 from sft.core.errors import UserError
@@ -26,7 +31,10 @@ from sft.core.files import write_json_atomic
 
 log = logging.getLogger(__name__)
 SUFFIXES = (".pdf", ".txt")
-CHUNKER_VERSION = 1  # bump when extraction/chunking output changes: cached parts are then redone
+# An unknown document with less text than this is not inferred (a note, a stray README): it is skipped
+# with the hint to register it. The shortest real document in the sample corpus has ~9,000 characters.
+MIN_UNKNOWN_CHARS = 200
+CHUNKER_VERSION = 2  # bump when extraction/chunking output changes: cached parts are then redone
 
 
 @dataclass
@@ -37,6 +45,10 @@ class FileResult:
     cause: str | None = None
     pages: int = 0
     chunks: int = 0
+    found_by: str | None = None  # registry (file name) | content (signatures) | inferred (no entry)
+    doc_kind: str | None = None
+    jurisdiction: str | None = None
+    notes: list[str] = field(default_factory=list)  # cover page removed, image-only / OCR'd pages
 
 
 @dataclass
@@ -65,45 +77,94 @@ def text_paragraphs(path: Path) -> list[tuple[int | None, list[str]]]:
     return [(None, lines)]
 
 
-def extract_file(path: Path, entry: LawEntry) -> tuple[int, list[LawContext]]:
-    """(pages, chunks) of one file. Raises with a one-line cause when the file cannot be used."""
-    if path.suffix.lower() == ".pdf":
-        from data_prep.pdftext import pdf_paragraphs
+def read_document(path: Path, ocr: str):
+    """The file's text as :class:`~data_prep.pdftext.PdfText` (a .txt file: one page, no metadata)."""
+    from data_prep.pdftext import PdfText, read_pdf
 
-        if path.stat().st_size == 0:
-            raise ValueError("empty file (0 bytes)")
-        try:
-            pages = pdf_paragraphs(str(path))
-        except (PermissionError, ValueError) as e:
-            raise ValueError(str(e)) from None
-        except Exception as e:  # pymupdf raises FileDataError/RuntimeError for damaged files
-            if type(e).__name__ == "NoTextLayer":
-                raise
-            raise ValueError(f"corrupt or unreadable PDF ({type(e).__name__}: {e})") from None
-    else:
-        pages = text_paragraphs(path)
+    if path.suffix.lower() != ".pdf":
+        paras = text_paragraphs(path)
+        return PdfText([(0, p) for _, p in paras], "", "\n".join(paras[0][1][:80]), [], []), 0
+    if path.stat().st_size == 0:
+        raise ValueError("empty file (0 bytes)")
+    try:
+        doc = read_pdf(str(path), ocr=ocr)
+    except (PermissionError, ValueError) as e:
+        raise ValueError(str(e)) from None
+    except Exception as e:  # pymupdf raises FileDataError/RuntimeError for damaged files
+        if type(e).__name__ == "NoTextLayer":
+            raise
+        raise ValueError(f"corrupt or unreadable PDF ({type(e).__name__}: {e})") from None
+    return doc, len(doc.pages)
+
+
+def identify(
+    path: Path, entry: LawEntry | None, registry: Registry | None, doc: Any
+) -> tuple[LawEntry, list[tuple[int, list[str]]], int]:
+    """The entry a file's text is chunked with (name match, else content match, else inferred) and its
+    cleaned pages (database cover page removed)."""
+    from dataclasses import replace
+
+    from data_prep.identify import head_text, infer_entry, match_content, strip_cover
+
+    pages, covers = strip_cover(doc.pages)
+    if entry is None and registry is not None:
+        found = match_content(registry, "\n".join([doc.title, doc.head, head_text(pages)]))
+        entry = replace(found, found_by="content") if found else None
+    if entry is None:
+        n = sum(len(p) for _, paras in pages for p in paras)
+        if n < MIN_UNKNOWN_CHARS:
+            raise ValueError(f"unknown document with only {n} characters of text (too little to infer what it "
+                             f"is): {REGISTER_HINT}")
+        entry = infer_entry(pages, path.name, doc.title).entry
+    return entry, pages, covers
+
+
+def extract_file(
+    path: Path, entry: LawEntry | None, registry: Registry | None = None, ocr: str = "never",
+) -> tuple[int, list[LawContext], FileResult]:
+    """(pages, chunks, result) of one file. Raises with a one-line cause when the file cannot be used."""
+    from dataclasses import replace
+
     from data_prep.chunker import chunk_law
 
-    stream = ((page, para) for page, paras in pages for para in paras)
+    doc, n_pages = read_document(path, ocr)
+    entry, pages, covers = identify(path, entry, registry, doc)
+    stream = [(page or None, para) for page, paras in pages for para in paras]
     chunks = chunk_law(stream, entry, source=path.name)
+    if not chunks and entry.found_by == "inferred" and entry.style != "pages":
+        entry = replace(entry, style="pages", unit_regex=None, stop_regex=None,
+                        citation=entry.title[:60] + ", p. {unit}")
+        chunks = chunk_law(stream, entry, source=path.name)
     if not chunks:
         raise ValueError(
             f"no {'articles' if entry.style == 'eu' else 'sections'} found for {entry.law_id} "
             "(is this the right law for the registry pattern, and does unit_regex match?)"
+            if entry.style != "pages" else "no text left after removing page furniture"
         )
-    return (len(pages) if path.suffix.lower() == ".pdf" else 0), chunks
+    notes = [f"database cover page removed ({covers})"] if covers else []
+    if doc.image_only:
+        notes.append(f"image-only pages not OCR'd (install tesseract-ocr; --ocr auto): {_pages(doc.image_only)}")
+    if doc.ocr_pages:
+        notes.append(f"OCR'd pages: {_pages(doc.ocr_pages)}")
+    result = FileResult(path.name, "ok", entry.law_id, pages=n_pages, chunks=len(chunks), found_by=entry.found_by,
+                        doc_kind=entry.doc_kind, jurisdiction=entry.jurisdiction, notes=notes)
+    return n_pages, chunks, result
 
 
-def _work(path: str, entry: LawEntry, part: str) -> FileResult:
+def _pages(numbers: list[int]) -> str:
+    return ", ".join(map(str, numbers[:20])) + (f" (+{len(numbers) - 20} more)" if len(numbers) > 20 else "")
+
+
+def _work(path: str, entry: LawEntry | None, registry: Registry | None, part: str, ocr: str) -> FileResult:
     """Runs in a worker process; writes the file's chunks to ``part`` (atomically) on success."""
     p = Path(path)
     try:
-        pages, chunks = extract_file(p, entry)
+        _, chunks, result = extract_file(p, entry, registry, ocr)
     except Exception as e:  # reported, never fatal: one bad file must not stop the run
-        return FileResult(p.name, "skipped", entry.law_id, f"{e}")
+        return FileResult(p.name, "skipped", entry.law_id if entry else None, f"{e}")
     write_chunks(part, chunks)
-    write_json_atomic(part + ".meta", {"pages": pages})
-    return FileResult(p.name, "ok", entry.law_id, pages=pages, chunks=len(chunks))
+    write_json_atomic(part + ".meta", asdict(result))
+    return result
 
 
 def _sha256(path: Path) -> str:
@@ -114,10 +175,13 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _entry_key(entry: LawEntry) -> str:
-    """Changes when the registry entry or the chunker changes, so a stale cached part is never reused."""
-    fields = {k: v for k, v in asdict(entry).items() if k != "where"}
-    return hashlib.sha256(json.dumps([CHUNKER_VERSION, fields], sort_keys=True).encode()).hexdigest()[:8]
+def _entry_key(entry: LawEntry | Registry, ocr: str) -> str:
+    """Changes when the registry entry (for a file no name matches: the whole registry), the OCR mode or
+    the chunker changes, so a stale cached part is never reused."""
+    entries = list(entry) if isinstance(entry, Registry) else [entry]
+    fields = [{k: v for k, v in asdict(e).items() if k != "where"} for e in entries]
+    blob = json.dumps([CHUNKER_VERSION, ocr, fields], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:8]
 
 
 def list_inputs(input_dir: Path) -> list[Path]:
@@ -137,6 +201,7 @@ def run_extract(
     registry_file: Path | None = None,
     workers: int = 0,
     progress: bool = True,
+    ocr: str = "auto",
 ) -> ExtractReport:
     """Extract every law file under ``input_dir`` into ``out`` (JSONL) and ``out``.report.json."""
     import os
@@ -146,18 +211,17 @@ def run_extract(
     parts_dir = out.with_name(out.name + ".parts")
     parts_dir.mkdir(parents=True, exist_ok=True)
     report = ExtractReport(out=str(out))
-    todo: list[tuple[Path, LawEntry, Path]] = []
+    todo: list[tuple[Path, LawEntry | None, Path]] = []
     done: list[tuple[FileResult, Path]] = []
     for path in files:
         entry = registry.match(path)
-        if entry is None:
-            report.files.append(FileResult(path.name, "skipped", cause=f"unknown law: {REGISTER_HINT}"))
-            continue
-        part = parts_dir / f"{_sha256(path)[:16]}-{_entry_key(entry)}-{entry.law_id}.jsonl"
+        key = _entry_key(entry or registry, ocr)
+        part = parts_dir / f"{_sha256(path)[:16]}-{key}-{entry.law_id if entry else 'content'}.jsonl"
         meta = part.with_name(part.name + ".meta")
         if part.exists() and meta.exists():
-            pages = json.loads(meta.read_text())["pages"]
-            done.append((FileResult(path.name, "cached", entry.law_id, pages=pages), part))
+            cached = FileResult(**json.loads(meta.read_text()))
+            cached.status = "cached"
+            done.append((cached, part))
         else:
             todo.append((path, entry, part))
 
@@ -165,7 +229,7 @@ def run_extract(
     if todo:
         with _progress(progress) as bar:
             task = bar.add_task("extract", total=len(todo)) if bar else None
-            for result, part in _run_all(todo, workers):
+            for result, part in _run_all(todo, workers, registry, ocr):
                 if result.status == "skipped":
                     log.debug("skipped %s: %s", result.file, result.cause)  # the CLI prints the list
                     report.files.append(result)
@@ -199,16 +263,16 @@ def run_extract(
     return report
 
 
-def _run_all(todo: list[tuple[Path, LawEntry, Path]], workers: int):
+def _run_all(todo: list[tuple[Path, LawEntry | None, Path]], workers: int, registry: Registry, ocr: str):
     """Yield (result, part) as files finish. One worker runs in-process (no pool start-up, easy to
     debug); more use processes, largest files first so the long AI Act does not start last."""
     if workers == 1:
         for path, entry, part in todo:
-            yield _work(str(path), entry, str(part)), part
+            yield _work(str(path), entry, registry, str(part), ocr), part
         return
     todo = sorted(todo, key=lambda t: -t[0].stat().st_size)
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = {pool.submit(_work, str(p), e, str(part)): part for p, e, part in todo}
+        futures = {pool.submit(_work, str(p), e, registry, str(part), ocr): part for p, e, part in todo}
         for fut in as_completed(futures):
             yield fut.result(), futures[fut]
 

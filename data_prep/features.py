@@ -190,6 +190,16 @@ TEMPLATES: dict[str, list[tuple[str, str]]] = {
     ],
 }
 
+# The generic family: duties outside TOPICS (laws that declare no topics); {duty} is "actor verb object".
+TEMPLATES["generic"] = [
+    ("Compliance control for {where}: {duty}",
+     "Ship the product change so that, for users in {where}, the {duty}; gated by region config."),
+    ("{where} rollout: meet the rule that the {duty}",
+     "Region-specific logic for {where}: the platform flow is changed so the {duty}, tracked per account."),
+    ("Regional requirement backlog item ({where})",
+     "Engineering work for {where} only: make sure the {duty}. Legal asked for this before launch there."),
+]
+
 TOPIC_PHRASES = {
     "time_of_day_limits": "time-of-day limits for minors",
     "addictive_feeds": "addictive feeds and notifications for minors",
@@ -423,15 +433,26 @@ def _compose(rng: random.Random, description: str, reason: str | None) -> str:
     return " ".join(parts)
 
 
+def _templates_for(ob: Obligation) -> list[tuple[str, str]]:
+    """The obligation's topic templates; the generic family's ``{duty}`` filled in (only ``{where}`` is left)."""
+    templates = TEMPLATES.get(ob.topic) or TEMPLATES["notice_and_action"]
+    duty = (ob.duty or "").replace("{", "{{").replace("}", "}}")
+    return [(name.replace("{duty}", duty), desc.replace("{duty}", duty)) for name, desc in templates]
+
+
+def _phrase(ob: Obligation) -> str:
+    return f"the duty that the {ob.duty}" if ob.duty else TOPIC_PHRASES.get(ob.topic, ob.topic)
+
+
 def reason_variants(ob: Obligation, seed: int) -> list[FeatureSpec]:
     """One positive action of ``ob`` written with a legal reason, a business reason, no reason, and globally."""
     rng = _rng(seed, "variants", ob.id)
-    name, desc = rng.choice(TEMPLATES.get(ob.topic) or TEMPLATES["notice_and_action"])
+    name, desc = rng.choice(_templates_for(ob))
     where = region_name(ob.jurisdiction)
     variant = rng.choice(REGION_VARIANTS.get(ob.jurisdiction, [where]))
     name_r = _with_region(name.format(where=where), ob.jurisdiction, variant)
     desc_r = _with_region(desc.format(where=where), ob.jurisdiction, variant)
-    phrase = TOPIC_PHRASES.get(ob.topic, ob.topic)
+    phrase = _phrase(ob)
     legal = rng.choice(LEGAL_EXPLICIT if rng.random() < 0.5 else LEGAL_IMPLICIT)
     legal = legal.format(law=rng.choice([ob.title, _law_short(ob.title)]), where=variant, phrase=phrase)
     bare_name, bare_desc = strip_region(name), strip_region(desc)
@@ -477,12 +498,12 @@ def region_name(jurisdiction: str) -> str:
 
 def positive_features(ob: Obligation, seed: int, count: int = 2) -> list[FeatureSpec]:
     """``count`` differently worded features implementing ``ob`` (one group: they share a split)."""
-    templates = list(TEMPLATES.get(ob.topic) or TEMPLATES["notice_and_action"])
+    templates = _templates_for(ob)
     _rng(seed, ob.id).shuffle(templates)
     where = region_name(ob.jurisdiction)
     out = []
     for i, (name, desc) in enumerate(templates[:count]):
-        feature = Feature(id=f"f{i}-{ob.id}", name=name.format(where=where), description=desc.format(where=where),
+        feature = Feature(id=f"f{i}-{ob.id}", name=name.format(where=where)[:200], description=desc.format(where=where),
                           label=Label.NEEDS, law=ob.title)
         out.append(FeatureSpec(feature=feature, kind=POSITIVE, group=ob.id, jurisdiction=ob.jurisdiction,
                                obligation_id=ob.id, topic=ob.topic))
@@ -492,7 +513,7 @@ def positive_features(ob: Obligation, seed: int, count: int = 2) -> list[Feature
 def positive_reason(ob: Obligation, cited: LawContext | None = None) -> str:
     """Names only the law and citation the answer gives (both in its prompt): a reason never invents law."""
     title, citation = (cited.title, cited.citation) if cited is not None else (ob.title, ob.citation)
-    return (f"The feature implements {TOPIC_PHRASES.get(ob.topic, ob.topic)} for users in "
+    return (f"The feature implements {_phrase(ob)} for users in "
             f"{region_name(ob.jurisdiction)}, which {title} requires in {citation}.")
 
 

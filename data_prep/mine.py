@@ -78,6 +78,22 @@ class Obligation(BaseModel):
     jurisdiction: str
     topic: str
     text: str
+    # For the generic topic (a duty outside TOPICS): "actor verb object", e.g. "operator shall provide a
+    # toll-free telephone number"; feature templates of the generic family are written around it.
+    duty: str | None = None
+
+
+GENERIC = "generic"
+_ARTICLES = re.compile(r"^(?:a|an|the|each|every|any|such)\s+", re.I)
+
+
+def duty_phrase(sentence: str, marker: re.Match[str]) -> str:
+    """The duty's actor, verb and object: the words before the deontic marker (last 5, articles dropped),
+    the marker, and the following words up to a clause break (at most 14)."""
+    actor = " ".join(re.findall(r"[A-Za-z][\w'-]*", sentence[: marker.start()])[-5:])
+    actor = _ARTICLES.sub("", actor)
+    rest = re.split(r"[,;:.(]|\s(?:that|unless|if|when|where|which|who)\s", sentence[marker.end():], maxsplit=1)[0]
+    return " ".join([actor, " ".join(marker.group(0).lower().split()), *rest.split()[:14]]).strip()
 
 
 def split_sentences(text: str) -> list[str]:
@@ -121,8 +137,13 @@ def mine_chunk(chunk: LawContext, allowed: frozenset[str] | None = None,
         if AUTHORITY.search(sentence[: marker.start()]):
             continue
         topic = classify_topic(sentence)
+        duty = None
         if topic is None:
-            continue
+            # A law that declares no topics (a user's or an inferred one) keeps its other duties too: under the
+            # generic topic, with the duty's actor/verb/object for the feature templates.
+            if allowed is not None:
+                continue
+            topic, duty = GENERIC, duty_phrase(sentence, marker)
         if allowed is not None and topic not in allowed:
             if stats is not None:
                 stats["topic_not_allowed"] += 1
@@ -132,15 +153,18 @@ def mine_chunk(chunk: LawContext, allowed: frozenset[str] | None = None,
         found.append(
             Obligation(
                 id=f"{chunk.id}~{digest}", chunk_id=chunk.id, law_id=chunk.law_id, title=chunk.title,
-                citation=chunk.citation, jurisdiction=chunk.jurisdiction, topic=topic, text=sentence,
+                citation=chunk.citation, jurisdiction=chunk.jurisdiction, topic=topic, text=sentence, duty=duty,
             )
         )
     return found
 
 
 def mine(chunks: Iterable[LawContext], registry: Registry | None = None,
-         stats: Counter | None = None) -> list[Obligation]:
+         stats: Counter | None = None, cite_secondary: bool = False) -> list[Obligation]:
     """All obligations in ``chunks``, without duplicates (same id), in chunk order.
+
+    Secondary sources (opinions, reports, articles: ``doc_kind == "secondary"``) stay retrievable as
+    background but ground no obligation, so no answer cites them as its law, unless ``cite_secondary``.
 
     Topics are limited to those each law declares in ``registry`` (default: the bundled one); pass a
     ``Counter`` as ``stats`` to get the number of sentences skipped for a topic their law does not allow.
@@ -151,6 +175,10 @@ def mine(chunks: Iterable[LawContext], registry: Registry | None = None,
     seen: set[str] = set()
     out: list[Obligation] = []
     for chunk in chunks:
+        if chunk.doc_kind == "secondary" and not cite_secondary:
+            if stats is not None:
+                stats["secondary_chunks"] += 1
+            continue
         entry = registry.entries.get(chunk.law_id)
         allowed = frozenset(entry.topics) if entry is not None and entry.topics is not None else None
         for ob in mine_chunk(chunk, allowed, stats):

@@ -19,8 +19,35 @@ _MARGIN = 0.14  # top/bottom share of the page height where running headers and 
 _REPEAT = 0.5  # a margin line repeated on at least this share of pages is furniture
 
 
+OCR_MODES = ("auto", "always", "never")  # auto: OCR only image-only pages, when Tesseract is installed
+OCR_DPI = 200  # ~1 s a Letter page with Tesseract on one core; 300 dpi was 2x slower for no better text
+
+
 class NoTextLayer(Exception):
     """The PDF has pages but no extractable text (scanned/image-only)."""
+
+
+@dataclass
+class PdfText:
+    pages: list[tuple[int, list[str]]]  # (1-based page number, [paragraph, ...]) with furniture removed
+    title: str  # PDF metadata title ("" when absent)
+    head: str  # raw text of the first pages, furniture included (bill numbers often sit in the header)
+    image_only: list[int]  # pages with no text layer that were not OCR'd
+    ocr_pages: list[int]  # pages whose text came from OCR
+
+
+def tessdata() -> str | None:
+    """Tesseract's language data folder, or None when Tesseract is not installed."""
+    import shutil
+
+    import pymupdf
+
+    if not shutil.which("tesseract"):
+        return None
+    try:
+        return pymupdf.get_tessdata()
+    except RuntimeError:
+        return None
 
 
 @dataclass
@@ -36,10 +63,10 @@ def _key(text: str) -> str:
     return re.sub(r"\d+", "#", text.strip().lower())
 
 
-def _page_lines(page, flags: int) -> tuple[float, list[list[Line]]]:
+def _page_lines(page, flags: int, textpage=None) -> tuple[float, list[list[Line]]]:
     """Blocks of horizontal, non-empty lines; vertical text (margin banners) is dropped."""
     blocks: list[list[Line]] = []
-    for b in page.get_text("dict", flags=flags)["blocks"]:
+    for b in page.get_text("dict", flags=flags, textpage=textpage)["blocks"]:
         lines = []
         for ln in b.get("lines", []):
             dx, dy = ln["dir"]
@@ -71,8 +98,16 @@ def _join(lines: list[str], words: set[str]) -> str:
 
 def pdf_paragraphs(path: str) -> list[tuple[int, list[str]]]:
     """``[(page_number, [paragraph, ...]), ...]`` with page furniture removed. Page numbers are 1-based."""
+    return read_pdf(path).pages
+
+
+def read_pdf(path: str, ocr: str = "never", head_pages: int = 4) -> PdfText:
+    """Paragraphs per page plus what identification needs. Image-only pages are OCR'd (``ocr`` auto/always,
+    Tesseract installed) or listed in ``image_only``; a document with no text at all raises NoTextLayer."""
     import pymupdf
 
+    if ocr not in OCR_MODES:
+        raise ValueError(f"ocr must be one of {', '.join(OCR_MODES)}, not {ocr!r}")
     with pymupdf.open(path) as doc:
         if doc.needs_pass:
             raise PermissionError("encrypted (password required)")
@@ -81,10 +116,27 @@ def pdf_paragraphs(path: str) -> list[tuple[int, list[str]]]:
         # Images are never needed (image-only pages are detected by having no text); decoding them
         # was 90% of the time on the browser-printed CA bill.
         flags = pymupdf.TEXTFLAGS_DICT & ~pymupdf.TEXT_PRESERVE_IMAGES
-        pages = [_page_lines(p, flags) for p in doc]
+        tess = tessdata() if ocr != "never" else None
+        pages, image_only, ocr_pages = [], [], []
+        for no, page in enumerate(doc, start=1):
+            height, blocks = _page_lines(page, flags)
+            if tess and (ocr == "always" or (not blocks and page.get_images())):
+                tp = page.get_textpage_ocr(flags=flags, dpi=OCR_DPI, full=True, tessdata=tess)
+                height, blocks = _page_lines(page, flags, textpage=tp)
+                ocr_pages.append(no)
+            elif not blocks and page.get_images():
+                image_only.append(no)
+            pages.append((height, blocks))
+        title = (doc.metadata or {}).get("title") or ""
     if not any(blocks for _, blocks in pages):
-        raise NoTextLayer("no text layer (image-only or scanned PDF; run OCR first)")
+        hint = "install tesseract-ocr and use --ocr auto" if not tess else "OCR found no text"
+        raise NoTextLayer(f"no text layer (image-only or scanned PDF; {hint})")
+    head = "\n".join(ln.text for _, blocks in pages[:head_pages] for b in blocks for ln in b)
+    return PdfText(_clean(pages), title, head, image_only, ocr_pages)
 
+
+def _clean(pages: list[tuple[float, list[list[Line]]]]) -> list[tuple[int, list[str]]]:
+    """Running headers/footers, page numbers and page-foot footnotes removed; lines joined to paragraphs."""
     sizes: Counter[float] = Counter()
     margin_keys: Counter[str] = Counter()
     for height, blocks in pages:

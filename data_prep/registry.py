@@ -17,7 +17,8 @@ from data_prep.topics import TOPICS
 from sft.core.errors import UserError
 
 BUNDLED = Path(__file__).with_name("data") / "laws.yaml"
-STYLES = ("eu", "us")
+STYLES = ("eu", "us", "pages")  # pages: no structure, chunks by heading/paragraph cite "p. {unit}"
+DOC_KINDS = ("law", "secondary")  # secondary: background only, never cited as an answer's law
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,11 @@ class LawEntry:
     stop_regex: str | None = None  # a line that ends the current unit (bill section headers, notes)
     # Topics (data_prep.topics.TOPICS) this law can ground; None = every topic (a user entry without the key).
     topics: tuple[str, ...] | None = None
+    # Regexes that all occur in the PDF metadata / first pages of this law (bill numbers, CELEX, OJ numbers):
+    # a file whose name matches no pattern is recognised by its content.
+    signatures: tuple[str, ...] = ()
+    doc_kind: str = "law"
+    found_by: str = "registry"  # registry (file name) | content (signatures) | inferred (no entry)
     where: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -44,14 +50,17 @@ class LawEntry:
             raise UserError(f"{where}: style {self.style!r} must be one of {', '.join(STYLES)}")
         if "{unit}" not in self.citation:
             raise UserError(f"{where}: citation {self.citation!r} must contain {{unit}}")
+        if self.doc_kind not in DOC_KINDS:
+            raise UserError(f"{where}: doc_kind {self.doc_kind!r} must be one of {', '.join(DOC_KINDS)}")
         if self.style == "us" and not self.unit_regex:
             raise UserError(f"{where}: style 'us' needs unit_regex (the line that starts a section)")
         if self.topics is not None:
             unknown = sorted(set(self.topics) - set(TOPICS))
             if unknown or not self.topics:
                 raise UserError(f"{where}: topics {unknown or '[]'} unknown or empty; known: {', '.join(TOPICS)}")
-        for key in ("unit_regex", "stop_regex"):
-            value = getattr(self, key)
+        regexes = {"unit_regex": self.unit_regex, "stop_regex": self.stop_regex,
+                   **{f"signatures[{i}]": s for i, s in enumerate(self.signatures)}}
+        for key, value in regexes.items():
             if value:
                 try:
                     re.compile(value)
@@ -90,7 +99,7 @@ class Registry:
 
 
 _FIELDS = {"law_id", "title", "jurisdiction", "citation", "style", "patterns", "date", "uri", "unit_regex",
-           "stop_regex", "topics"}
+           "stop_regex", "topics", "signatures", "doc_kind"}
 
 
 def _entries_from_file(path: Path) -> list[LawEntry]:
@@ -119,6 +128,7 @@ def _entries_from_file(path: Path) -> list[LawEntry]:
         values: dict[str, Any] = {k: (str(v) if k not in ("patterns",) and v is not None else v)
                                   for k, v in raw.items()}
         values["patterns"] = tuple(str(p) for p in raw.get("patterns") or ())
+        values["signatures"] = tuple(str(p) for p in raw.get("signatures") or ())
         if raw.get("topics") is not None:
             if not isinstance(raw["topics"], list):
                 raise UserError(f"{where}: topics must be a list of topic names")
@@ -137,5 +147,6 @@ def load_registry(extra: Path | None = None) -> Registry:
 
 REGISTER_HINT = (
     "add an entry with law_id, title, jurisdiction, citation and a 'patterns' glob matching this file name "
-    "to a YAML file and pass it with --registry (see data_prep/data/laws.yaml)"
+    "(or 'signatures' found in its first pages) to a YAML file and pass it with --registry "
+    "(see data_prep/data/laws.yaml; `geoprep registry suggest DIR` drafts one)"
 )

@@ -2,6 +2,7 @@
 
     geosft prompt data/train.jsonl --line 1     # the exact text the model sees for an example
     geosft check data/train.jsonl               # validate a training file against the contract
+    geosft check data/train.jsonl --tokenizer demo --max-length 512   # ... and what the token budget does
 
 Heavy imports (torch, transformers) happen inside the commands, so ``geosft --help`` is instant.
 """
@@ -46,24 +47,48 @@ def prompt(
 @app.command()
 def check(
     data: Annotated[list[Path], typer.Argument(help="JSONL files to validate.")],
+    tokenizer: Annotated[str | None, typer.Option(help="Model spec (demo, hub id, dir) whose tokenizer sets the "
+                                                       "token budget: report fit / trimmed / dropped as geosft "
+                                                       "train would, before any training.")] = None,
+    max_length: Annotated[int, typer.Option(help="Token budget per example with --tokenizer.", min=64)] = 512,
 ) -> None:
-    """Validate JSONL files against the data contract; print label counts and every bad line."""
+    """Validate JSONL files against the data contract; print label counts and every bad line (and, with
+    --tokenizer, what the token budget keeps, trims and drops, with reasons)."""
     from collections import Counter
 
     from rich.console import Console
     from rich.table import Table
 
-    from sft.core.contract import ContractError, read_examples
+    from sft.core.budget import BudgetReport, fit_to_budget
+    from sft.core.contract import ContractError, Label, read_examples
     from sft.core.errors import UserError
 
+    tok = None
+    if tokenizer:
+        from sft import models
+
+        tok = models.load_tokenizer(models.resolve(tokenizer))
     errors: list[ContractError] = []
     table = Table("file", "examples", *["label: " + x for x in ("needs", "not needed", "NEI")])
+    budgets: list[tuple[Path, BudgetReport]] = []
     for path in data:
-        counts = Counter(ex.answer.compliance_flag for ex in read_examples(path, on_error=errors.append))
-        from sft.core.contract import Label
-
+        examples = list(read_examples(path, on_error=errors.append))
+        counts = Counter(ex.answer.compliance_flag for ex in examples)
         table.add_row(str(path), str(sum(counts.values())), *[str(counts[lab]) for lab in Label])
+        if tok is not None:
+            report = BudgetReport(max_length=max_length)
+            for ex in examples:
+                report.add(fit_to_budget(ex, tok, max_length))
+            budgets.append((path, report))
     Console().print(table)
+    for path, report in budgets:
+        b = report.as_dict()
+        total = b["fit"] + b["trimmed"] + b["dropped"]
+        typer.echo(f"{path}: budget {max_length} tokens: {b['fit']} fit, {b['trimmed']} trimmed "
+                   f"({b['context_items_dropped']} law-context items removed, {b['feature_text_cut']} feature "
+                   f"texts cut at a sentence), {b['dropped']} dropped ({100 * b['dropped'] / max(total, 1):.1f} %)")
+        for reason, n in b["drop_reasons"].items():
+            typer.echo(f"  dropped {n}: {reason}")
     for e in errors:
         typer.echo(str(e), err=True)
     if errors:

@@ -4,6 +4,8 @@ Used by ``geoprep build`` (so the data on disk already fits) and by ``geosft tra
 another tokenizer or length still trains correctly). The prompt is trimmed by the one rule inference also
 applies (:mod:`sft.core.prompt`): least relevant law items first, never the item the answer cites (the answer
 must stay grounded in its prompt). An example that cannot fit is dropped, with the reason, and counted.
+Inputs in the original project's text layout ("Feature Name: ... Law Context (structured JSON): [...]") are
+trimmed the same way (``sft.core.seed_format``) and written back in that layout.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 from sft.core.contract import Example, PromptInput, render_completion, render_prompt
 from sft.core.prompt import DEFAULT_REASON_TOKENS, answer_reserve, fit_prompt_input
+from sft.core.seed_format import parse_seed_input
 
 FIT, TRIMMED, DROPPED = "fit", "trimmed", "dropped"
 
@@ -26,6 +29,7 @@ class BudgetResult:
     completion_tokens: int  # including EOS
     context_dropped: int = 0
     reason: str | None = None
+    feature_cut: bool = False  # the feature description was cut at a sentence boundary to fit
 
     @property
     def total_tokens(self) -> int:
@@ -54,7 +58,7 @@ def fit_to_budget(
                             reason=f"answer longer than the {reserve}-token answer reserve")
     if prompt_tokens <= budget:
         return BudgetResult(FIT, example, prompt_tokens, completion_tokens)
-    parsed = PromptInput.parse(example.input)
+    parsed = PromptInput.parse(example.input) or parse_seed_input(example.input)
     if parsed is None or not parsed.law_context:
         return BudgetResult(
             DROPPED, None, prompt_tokens, completion_tokens, reason="prompt too long and has no law context to trim"
@@ -65,7 +69,8 @@ def fit_to_budget(
         return BudgetResult(DROPPED, None, fitted.tokens, completion_tokens, dropped,
                             reason="does not fit even with only the cited law context")
     trimmed = example.model_copy(update={"input": fitted.prompt_input.render()})
-    return BudgetResult(TRIMMED, trimmed, fitted.tokens, completion_tokens, dropped)
+    return BudgetResult(TRIMMED, trimmed, fitted.tokens, completion_tokens, dropped,
+                        feature_cut=bool(fitted.cut.get("description_chars")))
 
 
 @dataclass
@@ -76,12 +81,14 @@ class BudgetReport:
     counts: Counter[str] = field(default_factory=Counter)
     drop_reasons: Counter[str] = field(default_factory=Counter)
     context_items_dropped: int = 0
+    feature_text_cut: int = 0
     longest_kept: int = 0
     kept_tokens: int = 0
 
     def add(self, result: BudgetResult) -> None:
         self.counts[result.status] += 1
         self.context_items_dropped += result.context_dropped
+        self.feature_text_cut += result.feature_cut
         if result.reason:
             self.drop_reasons[result.reason] += 1
         if result.example is not None:
@@ -101,6 +108,7 @@ class BudgetReport:
             "dropped": self.counts[DROPPED],
             "drop_reasons": dict(self.drop_reasons),
             "context_items_dropped": self.context_items_dropped,
+            "feature_text_cut": self.feature_text_cut,
             "longest_kept_tokens": self.longest_kept,
             "mean_kept_tokens": round(self.mean_kept_tokens, 1),
         }

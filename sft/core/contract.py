@@ -146,6 +146,10 @@ class LawContext(_Record):
     source: str | None = Field(default=None, description="File or backend the text came from.")
     snippet: str
     score: float | None = None
+    doc_kind: str = Field(default="law", description="'law' (statute, regulation, bill, court rule) or "
+                          "'secondary' (opinion, complaint, report, article, book: background, never an answer's law).")
+    found_by: str | None = Field(default=None, description="How the metadata was found: 'registry' (file name), "
+                                 "'content' (registry signatures in the text) or 'inferred' (no registry entry).")
 
     def prompt_view(self) -> dict[str, Any]:
         """The fields the model sees. Kept small: every token here costs training time."""

@@ -74,7 +74,7 @@ DEFAULT_JARGON = {
 # name, LAW_MENTION); a legal_implicit spec needs one of them and no law name.
 LEGAL_WORDS = re.compile(
     r"\b(laws?|legal(?:ly)?|legislat\w*|regulat\w*|statut\w*|compl(?:y|ies|iance|iant)|mandat\w*|obligat\w*"
-    r"|required|requirements?|counsel|lawyers?|attorneys?|regulators?|penalt\w*)\b",
+    r"|required|requirements?|counsel|lawyers?|attorneys?|regulators?|penalt\w*|obliged|DPO)\b",
     re.IGNORECASE)
 # Words that give a reason for a regional scope; a no-reason spec must contain none of them.
 REASON_WORDS = re.compile(

@@ -407,3 +407,31 @@ def test_cli_teacher_option_errors_are_one_line(tmp_path: Path, extra: list[str]
     assert result.returncode == 1 and result.stderr.startswith(f"geoprep: error: {message}")
     assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "f.jsonl").exists()
+
+
+def test_pipeline_with_a_teacher_builds_from_its_specs_and_resumes(server: Teacher, tmp_path: Path):
+    from data_prep.pipeline import PipelineConfig, run_pipeline
+    from sft.core.contract import read_examples
+    from sft.core.errors import UserError
+    from tests.data_prep.conftest import law_subset
+
+    corpus, out = law_subset(tmp_path, "us_ut_sb152_2023.txt"), tmp_path / "data"
+    cfg = PipelineConfig(input_dir=corpus, out_dir=out, per_law=3, generator="openai", teacher_model="m",
+                         base_url=server.url, max_calls=5)
+    with pytest.raises(UserError, match="recipes not reached .*re-run to continue"):
+        run_pipeline(cfg, progress=False)
+    assert len(read_features(out / "features.partial.jsonl")) == 5 and not (out / "train.jsonl").exists()
+
+    cfg.max_calls = None
+    result, ran = run_pipeline(cfg, progress=False)
+    assert ran["features"] and ran["build"] and result is not None
+    specs = read_features(out / "features.jsonl")
+    assert len(specs) == 21 and len(server.requests) == 21  # 3 obligations x 7 recipes, the first 5 from cache
+    assert all(s.feature.id.startswith("teacher-") for s in specs)
+    report = json.loads((out / "qc_report.json").read_text())
+    assert {POSITIVE, BUSINESS_TWIN, NO_REASON_TWIN, UNIVERSAL_TWIN} <= set(report["candidates_by_kind"])
+    examples = [e for s in ("train", "validation") for e in read_examples(out / f"{s}.jsonl")]
+    assert {e.answer.compliance_flag for e in examples} == {Label.NEEDS, Label.NOT_NEEDED, Label.NEI}
+
+    _, ran = run_pipeline(cfg, progress=False)
+    assert not any(ran.values()) and len(server.requests) == 21

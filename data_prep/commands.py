@@ -10,6 +10,7 @@ import typer
 
 from data_prep.build import BuildConfig, BuildResult, report_table
 from sft.core.console import setup_logging
+from sft.core.errors import UserError
 
 
 def mine_command(chunks: Path, out: Path, registry: Path | None = None) -> None:
@@ -37,6 +38,11 @@ def features_command(obligations: Path, out: Path, per_law: int | None, per_obli
     from data_prep.features import generate, write_features
     from data_prep.mine import read_obligations
 
+    if teacher is not None and teacher.get("generator", "templates") == "templates":
+        given = [f"--{k.replace('_', '-')}" for k in ("teacher_model", "base_url", "api_key_env", "max_calls")
+                 if teacher.get(k) is not None]
+        if given:
+            raise UserError(f"{', '.join(given)}: only used with --generator bedrock or openai")
     if teacher is None or teacher.get("generator", "templates") == "templates":
         specs = generate(read_obligations(obligations), seed=seed, per_law=per_law, per_obligation=per_obligation)
     else:

@@ -60,6 +60,9 @@ class PipelineConfig:
             self.glossary = self.input_dir / "glossary" / "terminology.csv"
         if self.generator not in ("templates", "bedrock", "openai"):
             raise UserError(f"generator must be 'templates', 'bedrock' or 'openai', got {self.generator!r}")
+        if self.generator == "templates" and (self.teacher_model or self.base_url or self.max_calls is not None):
+            raise UserError("--teacher-model, --base-url and --max-calls are only used with --generator bedrock "
+                            "or openai")
         if self.generator != "templates" and not self.teacher_model:
             raise UserError(f"--generator {self.generator} needs --teacher-model")
         if self.generator == "openai" and not self.base_url:

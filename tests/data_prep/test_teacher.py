@@ -394,6 +394,7 @@ def test_cli_writes_specs_and_the_key_never_reaches_files_or_logs(server: Teache
     (["--generator", "openai", "--teacher-model", "m"], "--generator openai needs --base-url"),
     (["--generator", "bedrock"], "--generator bedrock needs --teacher-model"),
     (["--generator", "gpt"], "--generator must be one of templates, bedrock, openai"),
+    (["--teacher-model", "m", "--max-calls", "3"], "--teacher-model, --max-calls: only used with --generator"),
     (["--generator", "openai", "--teacher-model", "m", "--base-url", "http://127.0.0.1:9",
       "--api-key-env", "GEO_TEACHER_UNSET_KEY"], "--api-key-env GEO_TEACHER_UNSET_KEY: environment variable is not set"),
 ])

@@ -31,6 +31,7 @@ from typing import Any, Protocol
 
 from data_prep.features import (
     AMBIGUOUS,
+    BARE_TWIN,
     BUSINESS,
     BUSINESS_REASONS,
     BUSINESS_TWIN,
@@ -39,6 +40,7 @@ from data_prep.features import (
     POSITIVE,
     TOPIC_PHRASES,
     UNCOVERED,
+    UNIVERSAL,
     UNIVERSAL_REASON,
     UNIVERSAL_TWIN,
     FeatureSpec,
@@ -211,15 +213,18 @@ def _candidates_for(spec, obligations, topics_by_law, ctx, glossary, drops) -> l
         reason = (f"The law context given ({context[0].title}) does not cover "
                   f"{TOPIC_PHRASES.get(ob.topic, ob.topic)} for users in {where}, so it cannot decide this feature.")
         return [_make(spec, UNCOVERED, context, Answer(compliance_flag=Label.NEI, reason=reason), notes)]
-    if spec.kind in (AMBIGUOUS, NO_REASON_TWIN):
-        text = f"{spec.feature.name} {spec.feature.description}"
-        scope = where if spec.jurisdiction and where in text else "some regions"
-        answer = Answer(compliance_flag=Label.NEI, reason=(
-            f"The spec limits the feature to {scope} without saying why, so its legal relevance cannot be judged."))
+    if spec.kind in (AMBIGUOUS, NO_REASON_TWIN, BARE_TWIN):
+        if spec.kind == BARE_TWIN:
+            reason = ("The spec says neither where nor why the feature applies, so whether a law drives it cannot be "
+                      "judged.")
+        else:
+            reason = ("The spec limits the feature to a region without saying why, so its legal relevance cannot be "
+                      "judged.")
+        answer = Answer(compliance_flag=Label.NEI, reason=reason)
         return [_make(spec, spec.kind, context, answer, notes)]
-    if spec.kind in (BUSINESS, BUSINESS_TWIN, UNIVERSAL_TWIN):
+    if spec.kind in (BUSINESS, BUSINESS_TWIN, UNIVERSAL_TWIN, UNIVERSAL):
         idx = int(hashlib.sha1((spec.feature.id or "").encode()).hexdigest(), 16) % len(BUSINESS_REASONS)
-        reason = (UNIVERSAL_REASON if spec.kind == UNIVERSAL_TWIN else BUSINESS_REASONS[idx])
+        reason = (UNIVERSAL_REASON if spec.kind in (UNIVERSAL_TWIN, UNIVERSAL) else BUSINESS_REASONS[idx])
         return [_make(spec, spec.kind, context, Answer(compliance_flag=Label.NOT_NEEDED, reason=reason), notes)]
     if spec.kind == IMPORTED:
         return _imported(spec, context, notes, ctx, drops)
@@ -238,8 +243,13 @@ def _imported(spec: FeatureSpec, context: list[LawContext], notes: dict[str, str
                              "input": PromptInput.build(f, context, notes).render()})
         return []
     if f.label == Label.NEEDS:
-        named = [c for c in context if f.law and (c.title.lower() == f.law.lower() or c.law_id == f.law)]
-        cite = named[0] if named else context[0]
+        named = [c for c in context if c.title.lower() == f.law.lower() or c.law_id == f.law] if f.law else context
+        if not named:
+            # The law the user named is not what inference retrieves for this text: citing another would teach a
+            # wrong citation, and adding it would teach a prompt inference never builds.
+            drops["no law context retrieved for imported feature"] += 1
+            return []
+        cite = named[0]
         answer = Answer(compliance_flag=Label.NEEDS, law=cite.title, citation=cite.citation,
                         reason=f"The feature falls under {cite.title} ({cite.citation}).")
     elif f.label == Label.NEI:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import random
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -290,6 +291,27 @@ BUSINESS_TEMPLATES = [
 
 UNIVERSAL_REASON = "The feature ships the same way in every market and states no legal driver; no geo-specific logic."
 
+UNIVERSAL_TEMPLATES = [
+    ("Dark mode for the video editor", "Add a dark theme to the in-app video editor; follows the system setting."),
+    ("Faster thumbnail generation", "Move thumbnail rendering to the new GPU pool to cut upload-to-post time by 30%."),
+    ("Duet layout refresh", "Redesign the side-by-side duet layout with draggable split; design review done."),
+    ("Comment pinning for creators", "Let creators pin up to three comments on their videos. Ships to everyone."),
+    ("Search typo tolerance", "Add fuzzy matching to search so misspelled creator names still match; BB watched."),
+    ("Offline drafts sync", "Drafts saved offline sync when the device reconnects; conflict resolution keeps the newest."),
+    ("New sticker picker", "Rebuild the sticker picker with recent and favourite tabs; same sticker catalogue."),
+    ("Playback speed control", "Add 0.5x-2x playback speed to the player menu for all videos."),
+    ("Creator analytics: audience retention chart", "Show a per-second retention curve in creator analytics."),
+    ("Live stream co-host invites", "Hosts can invite a co-host from their followers list; global launch."),
+    ("Video upload resumable chunks", "Uploads resume from the last 5 MB chunk after a network drop."),
+    ("Notification settings redesign", "Group notification toggles by type with a single master switch."),
+    ("Shop: saved items list", "Users can save products to a list and get a price-drop alert they opt into."),
+    ("Profile QR code", "Generate a QR code that opens the user's profile; shareable from settings."),
+    ("Caption editor undo", "Undo/redo in the caption editor, up to 50 steps."),
+    ("Crash reporting for the Android app", "Switch the Android crash reporter to the new pipeline; no user-facing change."),
+    ("DM read receipts toggle", "A setting to turn read receipts off in direct messages, for everyone."),
+    ("Trending hashtags refresh rate", "Recompute trending hashtags every 10 minutes instead of hourly."),
+]
+
 BUSINESS_REASONS = [
     "The geofence exists for a business experiment, not because a law requires region-specific behaviour.",
     "Regional targeting here is a rollout or capacity decision; the feature touches no legal obligation.",
@@ -304,13 +326,15 @@ BUSINESS_REASONS = [
 # phrasing (explicit law name or implicit), jargon notes and length vary independently, seeded.
 
 BUSINESS_TWIN, NO_REASON_TWIN, UNIVERSAL_TWIN = "business_twin", "no_reason_twin", "universal_twin"
+BARE_TWIN, UNIVERSAL = "bare_twin", "universal"
 
 REGION_VARIANTS: dict[str, list[str]] = {
+    # Noun phrases that read after "in" / "for": templates say "... for minors in {where}".
     "EU": ["the EU", "the EEA", "EU member states", "Europe", "EU countries", "the European Union"],
-    "US": ["the US", "the United States", "US users nationwide", "all US states", "stateside users"],
-    "US-CA": ["California", "CA", "California-based users", "the state of California"],
-    "US-FL": ["Florida", "FL", "Florida residents", "the state of Florida"],
-    "US-UT": ["Utah", "UT", "Utah residents", "Salt Lake City and the rest of Utah"],
+    "US": ["the US", "the United States", "the USA", "all US states"],
+    "US-CA": ["California", "CA", "the state of California"],
+    "US-FL": ["Florida", "FL", "the state of Florida"],
+    "US-UT": ["Utah", "UT", "the state of Utah"],
 }
 
 # {law}: the obligation's law title or short name; {where}: the region.
@@ -326,7 +350,7 @@ LEGAL_IMPLICIT = [
     "Required by the law that now applies to platforms in {where}.",
     "Legal says this is mandatory for {where}.",
     "Regulators in {where} require this of platforms like ours.",
-    "Needed to meet the {where} rules on {phrase}.",
+    "Needed to meet the legal requirements in {where} on {phrase}.",
     "Counsel flagged this as a statutory duty in {where}.",
     "This is a legal requirement for users in {where}, not a product choice.",
 ]
@@ -363,6 +387,20 @@ DETAILS = [
 ]
 
 
+_R = "\x00"  # where the template's region went
+
+
+def strip_region(template: str) -> str:
+    """A template with its region phrase removed ('... for minors in {where}' -> '... for minors')."""
+    t = template.format(where=_R)
+    t = re.sub(r"\s*\(\x00( minors)?\)", "", t)
+    t = re.sub(r"\s+located\s+in\s+\x00", "", t)
+    t = re.sub(r"\s*\b(?:for|in|from|to|of)\s+(?:(?:users|minors|accounts|residents)\s+)?(?:(?:located|based)\s+)?"
+               r"(?:in\s+)?\x00(?:\s+(?:users|minors|reports))?", "", t)
+    t = re.sub(r"\x00\s+(users|minors)", r"\1", t).replace(_R, "")
+    return re.sub(r"\s+([,.;])", r"\1", re.sub(r"\s{2,}", " ", t)).strip()
+
+
 def _law_short(title: str) -> str:
     """A name a PM would write: 'Florida HB 3', 'DSA', 'GDPR', '18 U.S.C. § 2258A', 'SB 976'."""
     short = {"EU Digital Services Act": "the DSA", "EU General Data Protection Regulation": "GDPR",
@@ -396,20 +434,20 @@ def reason_variants(ob: Obligation, seed: int) -> list[FeatureSpec]:
     phrase = TOPIC_PHRASES.get(ob.topic, ob.topic)
     legal = rng.choice(LEGAL_EXPLICIT if rng.random() < 0.5 else LEGAL_IMPLICIT)
     legal = legal.format(law=rng.choice([ob.title, _law_short(ob.title)]), where=variant, phrase=phrase)
-    everywhere = rng.choice(["all markets", "every region", "all countries"])
-    universal_name, universal_desc = name.format(where=everywhere), desc.format(where=everywhere)
+    bare_name, bare_desc = strip_region(name), strip_region(desc)
     out = [
         (POSITIVE, name_r, _compose(rng, desc_r, legal), Label.NEEDS, ob.title, ob.jurisdiction),
         (BUSINESS_TWIN, name_r, _compose(rng, desc_r, rng.choice(TWIN_BUSINESS).format(where=variant)),
          Label.NOT_NEEDED, None, ob.jurisdiction),
         (NO_REASON_TWIN, name_r, _compose(rng, desc_r, rng.choice(TWIN_NO_REASON).format(where=variant)),
          Label.NEI, None, ob.jurisdiction),
-        (UNIVERSAL_TWIN, universal_name, _compose(rng, universal_desc, rng.choice(TWIN_UNIVERSAL)),
-         Label.NOT_NEEDED, None, None),
+        (UNIVERSAL_TWIN, bare_name, _compose(rng, bare_desc, rng.choice(TWIN_UNIVERSAL)), Label.NOT_NEEDED, None, None),
+        # The action alone: no place, no reason. Whether a law drives it cannot be told -> NEI.
+        (BARE_TWIN, bare_name, _compose(rng, bare_desc, None), Label.NEI, None, None),
     ]
     # Not every twin for every obligation: the three positives per obligation (two plain, this one with a stated
     # driver) would otherwise be outnumbered by the negatives built from them.
-    keep = {POSITIVE: 1.0, BUSINESS_TWIN: 0.6, NO_REASON_TWIN: 0.6, UNIVERSAL_TWIN: 0.3}
+    keep = {POSITIVE: 1.0, BUSINESS_TWIN: 0.6, NO_REASON_TWIN: 0.5, UNIVERSAL_TWIN: 0.3, BARE_TWIN: 0.3}
     return [FeatureSpec(feature=Feature(id=f"{kind}-{ob.id}", name=n, description=d, label=label, law=law),
                         kind=kind, group=ob.id, jurisdiction=jur, obligation_id=ob.id, topic=ob.topic)
             for kind, n, d, label, law, jur in out if rng.random() < keep[kind]]
@@ -459,18 +497,20 @@ def positive_reason(ob: Obligation, cited: LawContext | None = None) -> str:
 
 
 def negative_features(jurisdictions: Iterable[str], count: int, seed: int) -> list[FeatureSpec]:
-    """``count`` ambiguous and ``count`` business-geofenced specs across ``jurisdictions``.
+    """``count`` ambiguous, ``count`` business-geofenced specs across ``jurisdictions`` and up to ``count`` universal
+    product features (no region, no legal angle).
 
     A template (not its region variant) is one group: the same wording never lands in both splits.
     """
     regions = sorted(set(jurisdictions)) or ["EU"]
     out: list[FeatureSpec] = []
     for kind, templates, label in ((AMBIGUOUS, AMBIGUOUS_TEMPLATES, Label.NEI),
-                                   (BUSINESS, BUSINESS_TEMPLATES, Label.NOT_NEEDED)):
+                                   (BUSINESS, BUSINESS_TEMPLATES, Label.NOT_NEEDED),
+                                   (UNIVERSAL, UNIVERSAL_TEMPLATES, Label.NOT_NEEDED)):
         for i in range(count):
             t = i % len(templates)
-            jur = regions[(i // len(templates) + t) % len(regions)]
-            where = region_name(jur)
+            jur = regions[(i // len(templates) + t) % len(regions)] if kind != UNIVERSAL else None
+            where = _rng(seed, kind, str(t), str(jur)).choice(REGION_VARIANTS.get(jur or "", [region_name(jur or "")]))
             name, desc = templates[t]
             feature = Feature(id=f"{kind}-{t}-{jur}", name=name.format(where=where),
                               description=desc.format(where=where), label=label)

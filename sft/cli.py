@@ -119,6 +119,9 @@ def predict(
     counts = run_predict(cfg)
     typer.echo(f"predicted {counts['predicted']}, already done {counts['skipped']}, bad rows {counts['bad']}"
                f" -> {cfg.jsonl_path}, {cfg.csv_path}")
+    if counts["no_law_in_prompt"]:
+        typer.echo(f"{counts['no_law_in_prompt']} feature(s) had their retrieved law cut by the token budget "
+                   "(see prompt_cut in the output)", err=True)
 
 
 @app.command()
@@ -275,6 +278,114 @@ def preflight(
     typer.echo(text)
     if not est.fits:
         raise typer.Exit(2)
+
+# ------------------------------------------------------------------------------------------ review
+
+review_app = typer.Typer(help="Review queue: reviewers confirm or correct flags; decisions become training data.",
+                         pretty_exceptions_enable=False, add_completion=False)
+app.add_typer(review_app, name="review")
+
+RunDirOpt = Annotated[Path, typer.Option(help="Run directory: the default database is RUN_DIR/review.sqlite.")]
+DbOpt = Annotated[str | None, typer.Option(
+    envvar="GEOCOMPLY_REVIEW_DB", help="Database URL (e.g. postgresql://user@host/db for a team); "
+    "default: SQLite in --run-dir.")]
+
+
+def _review_db(run_dir: Path, db: str | None):
+    from sft.review.db import open_db
+
+    return open_db(_review_url(run_dir, db))
+
+
+def _review_url(run_dir: Path, db: str | None) -> str:
+    from sft.review.db import default_url
+
+    return db or default_url(run_dir)
+
+
+@review_app.callback(invoke_without_command=True)
+def review(
+    ctx: typer.Context,
+    run_dir: RunDirOpt = Path("runs/demo"),
+    db: DbOpt = None,
+    host: Annotated[str, typer.Option(help="Interface to bind (0.0.0.0 only behind a proxy/TLS).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8765,
+    trust_header: Annotated[str | None, typer.Option(
+        help="Reverse-proxy header naming the signed-in reviewer (e.g. X-Forwarded-User); only when nothing "
+        "but the proxy can reach the app.")] = None,
+    max_upload_mb: Annotated[float, typer.Option(help="Largest upload accepted (MB).", min=0.001)] = 20,
+    secure_cookies: Annotated[bool, typer.Option(help="Session cookie only over HTTPS (behind TLS).")] = False,
+) -> None:
+    """Start the review web app (subcommands: add-user, import, export)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from sft.review.app import ReviewConfig, create_app, make_server, users_exist
+
+    sessions = _review_db(run_dir, db)
+    if not users_exist(sessions) and not trust_header:
+        typer.echo("no reviewer accounts yet: create one with `geosft review add-user NAME`", err=True)
+    cfg = ReviewConfig(_review_url(run_dir, db), trust_header=trust_header, max_upload_mb=max_upload_mb,
+                       secure_cookies=secure_cookies)
+    server = make_server(create_app(cfg, sessions), host, port)
+    typer.echo(f"review queue on http://{host}:{server.server_port}/ (Ctrl+C stops)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+
+
+@review_app.command("add-user")
+def review_add_user(
+    name: Annotated[str, typer.Argument(help="Reviewer name (shown in the audit trail).")],
+    run_dir: RunDirOpt = Path("runs/demo"),
+    db: DbOpt = None,
+    password_stdin: Annotated[bool, typer.Option(help="Read the password from stdin (scripts).")] = False,
+) -> None:
+    """Create a reviewer account (or reset its password). The password is stored as a salted scrypt hash."""
+    import sys
+
+    from sft.review.store import add_user
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    add_user(_review_db(run_dir, db), name, password)
+    typer.echo(f"reviewer {name!r} can sign in")
+
+
+@review_app.command("import")
+def review_import(
+    predictions: Annotated[Path, typer.Argument(help="geosft predict's .jsonl/.csv or the endpoint's JSON Lines.")],
+    features: Annotated[Path | None, typer.Option(help="The features file predicted (descriptions).")] = None,
+    chunks: Annotated[Path | None, typer.Option(help="Law chunks JSONL or geoprep index dir (snippets).")] = None,
+    reviewer: Annotated[str, typer.Option("--as", help="Name recorded as the importer.")] = "cli",
+    run_dir: RunDirOpt = Path("runs/demo"),
+    db: DbOpt = None,
+) -> None:
+    """Import predictions into the queue (all or nothing; rows already there are skipped)."""
+    from sft.review.store import import_predictions
+
+    res = import_predictions(_review_db(run_dir, db), predictions, reviewer, features=features, chunks=chunks)
+    typer.echo(f"imported {res.added}, already there {res.skipped}, law chunks {res.chunks}")
+
+
+@review_app.command("export")
+def review_export(
+    out: Annotated[Path, typer.Option(help="Folder for reviewed_features.jsonl and reviewed_train.jsonl.")],
+    run_dir: RunDirOpt = Path("runs/demo"),
+    db: DbOpt = None,
+) -> None:
+    """Write reviewed items as labelled features (geoprep import) and training JSONL (geosft check/train)."""
+    from sft.review.store import write_export
+
+    with _review_db(run_dir, db)() as s:
+        exp = write_export(s, out)
+    typer.echo(f"{len(exp.features)} feature(s), {len(exp.examples)} training example(s) -> {out}")
+    if exp.no_description:
+        typer.echo(f"left out (no description imported): {', '.join(exp.no_description)}", err=True)
+    if exp.missing_chunks:
+        typer.echo(f"features only (law chunks not imported): {', '.join(exp.missing_chunks)}", err=True)
 
 
 def main() -> None:

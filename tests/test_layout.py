@@ -60,6 +60,13 @@ RULES = {
     # The main job runs geoprep's pipeline as its first step; no other sft module reaches into prep.
     "sft never reaches into prep (but the main job)": (
         lambda m: _inside(m, "sft") and m != "sft.mainjob", lambda i: _inside(i, "data_prep")),
+    # The review app is its own room: it uses the contract and inference's metrics, and only the CLI starts it.
+    "review imports only sft.core and sft.inference": (
+        lambda m: _inside(m, "sft.review"),
+        lambda i: _inside(i, "sft", "data_prep") and i != "sft"
+        and not _inside(i, "sft.core", "sft.inference", "sft.review")),
+    "only the CLI imports the review app": (
+        lambda m: not _inside(m, "sft.review") and m != "sft.cli", lambda i: _inside(i, "sft.review")),
 }
 
 
@@ -89,6 +96,8 @@ def test_arrows_between_rooms_run_one_way(rule):
     ("sft.core.budget", "sft.training.data", "core imports nothing of ours outside the core"),
     ("data_prep.build", "sft.inference.predict", "prep imports only sft.core and sft.models from sft"),
     ("sft.inference.predict", "data_prep.context", "sft never reaches into prep (but the main job)"),
+    ("sft.review.store", "sft.training.config", "review imports only sft.core and sft.inference"),
+    ("sft.inference.serve", "sft.review.app", "only the CLI imports the review app"),
 ])
 def test_a_wrong_arrow_is_caught(module, imported, rule):
     imports = {m: _imports(m) for m in _modules()}

@@ -10,6 +10,7 @@ from data_prep.features import AMBIGUOUS, BUSINESS, POSITIVE, generate, import_f
 from data_prep.mine import mine
 from sft.core.contract import ContractError, Label
 from sft.core.glossary import Glossary
+from sft.core.prompt import mentioned_jurisdictions
 from tests.conftest import CORPUS, EXAMPLES
 
 
@@ -29,7 +30,8 @@ def test_positive_features_are_product_specs_for_the_obligation(obligations):
         assert s.group == ob.id and s.feature.label == Label.NEEDS and s.feature.law == ob.title
         assert s.jurisdiction == ob.jurisdiction
     utah = [s for s in positives if s.jurisdiction == "US-UT"]
-    assert utah and all("Utah" in s.feature.name + s.feature.description for s in utah)
+    # Named in any of the ways specs name it ("Utah", "UT", "the state of Utah"), so the place is read back.
+    assert utah and all("US-UT" in mentioned_jurisdictions(s.feature.name + " " + s.feature.description) for s in utah)
     # Written with the team's jargon: most specs use glossary terms the prompt will explain.
     with_terms = [s for s in positives if glossary.notes_for(f"{s.feature.name} {s.feature.description}")]
     assert len(with_terms) / len(positives) > 0.8
@@ -90,3 +92,23 @@ def test_bad_import_rows_are_reported_with_file_and_line(tmp_path: Path):
     csv_bad.write_text("name,description\nok,fine\n,missing name\n")
     with pytest.raises(ContractError, match=r"mine\.csv:3: field 'name'"):
         import_features(csv_bad)
+
+
+def test_the_label_follows_the_stated_reason_not_the_vocabulary(obligations):
+    """Each obligation's action is written with a legal driver (Needs), a business reason (No), no reason or no
+    place at all (NEI), and shipped everywhere (No): same words, different labels."""
+    from data_prep.features import BARE_TWIN, BUSINESS_TWIN, NO_REASON_TWIN, UNIVERSAL_TWIN, reason_variants
+
+    specs = [s for ob in obligations[:60] for s in reason_variants(ob, seed=0)]
+    by_kind = {k: [s for s in specs if s.kind == k] for k in (POSITIVE, BUSINESS_TWIN, NO_REASON_TWIN,
+                                                              UNIVERSAL_TWIN, BARE_TWIN)}
+    assert all(by_kind.values()), {k: len(v) for k, v in by_kind.items()}
+    want = {POSITIVE: Label.NEEDS, BUSINESS_TWIN: Label.NOT_NEEDED, NO_REASON_TWIN: Label.NEI,
+            UNIVERSAL_TWIN: Label.NOT_NEEDED, BARE_TWIN: Label.NEI}
+    for kind, items in by_kind.items():
+        assert all(s.feature.label == want[kind] for s in items)
+    for s in by_kind[BARE_TWIN] + by_kind[UNIVERSAL_TWIN]:
+        assert mentioned_jurisdictions(f"{s.feature.name} {s.feature.description}") == [], s.feature
+    # The twins share the positive's action: same obligation, same group (never split apart).
+    groups = {s.group for s in by_kind[BUSINESS_TWIN]}
+    assert groups <= {s.group for s in by_kind[POSITIVE]}

@@ -122,3 +122,48 @@ def test_eval_cli_on_an_adapter_dir(tiny_model_dir, tmp_path):
     bad = subprocess.run([sys.executable, "-c", code, "eval", "--model", str(tmp_path / "adapter"), "--data",
                           str(tmp_path / "nope.jsonl")], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 1 and "nope.jsonl: no such file" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_labelled_spec_file_is_scored_through_the_predict_path(tiny_model_dir, tmp_path):
+    """geosft eval on a realistic-set CSV: retrieval at eval time, the one prompt builder, calibration figures,
+    law accuracy on positives, reasons naming absent law, a law outside the corpus accepting NEI."""
+    import csv
+
+    from sft.core.chunks import write_chunks
+    from sft.core.contract import LawContext
+    from sft.core.retrieval import build_local_index
+    from sft.inference.evaluate import EvalConfig, citation_matches, run_eval
+
+    write_chunks(tmp_path / "chunks.jsonl", [
+        LawContext(id="us_ut_sb152#s13-63-105-1", law_id="us_ut_sb152", title="Utah SB 152",
+                   citation="Utah Code § 13-63-105(1)", jurisdiction="US-UT",
+                   snippet="A social media company shall prohibit a Utah minor account holder from access between "
+                           "10:30 p.m. and 6:30 a.m."),
+        LawContext(id="eu_dsa#art28-2", law_id="eu_dsa", title="EU Digital Services Act", citation="DSA Art. 28(2)",
+                   jurisdiction="EU", snippet="Providers shall not present advertisements based on profiling to minors."),
+    ])
+    build_local_index(tmp_path / "chunks.jsonl", tmp_path / "index")
+    specs = tmp_path / "specs.csv"
+    with specs.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["id", "name", "description", "label", "law_id", "citation", "category", "note"])
+        w.writerow(["R-1", "Teen curfew (UT)", "Lock Utah minors out overnight per state law.", "Needs Geo-Compliance",
+                    "us_ut_sb152", "Utah Code § 13-63-105", "implicit_law", ""])
+        w.writerow(["R-2", "No profiling ads for EU teens", "DSA requirement.", "Needs Geo-Compliance", "eu_dsa",
+                    "DSA Art. 28", "explicit_law", ""])
+        w.writerow(["R-3", "Dark mode", "A darker theme for everyone.", "No Geo-Compliance Needed", "", "",
+                    "universal", ""])
+        w.writerow(["R-4", "Texas SCOPE Act age gate", "Required by Texas HB 18.", "Needs Geo-Compliance", "", "",
+                    "law_not_in_corpus", ""])
+    result = run_eval(EvalConfig(str(tiny_model_dir), specs, tmp_path / "eval", index_dir=tmp_path / "index",
+                                 batch_size=2))
+    m = result["runs"]["model"]
+    assert result["n"] == 4 and m["json_valid_rate"] == 1.0
+    assert m["reasons_naming_absent_law"] == 0
+    assert m["law_accuracy_on_positives"] is not None and "calibration" in m
+    assert (tmp_path / "eval" / "reliability.png").is_file() and (tmp_path / "eval" / "report.md").is_file()
+    rows = {r["id"]: r for r in result["predictions"]}
+    assert rows["R-1"]["context_ids"] == ["us_ut_sb152#s13-63-105-1"]  # retrieved at eval time, Utah's law
+    if rows["R-4"]["predicted"] == "Not Enough Information":  # accepted for a law outside the corpus
+        assert m["confusion"]["Not Enough Information"]["Not Enough Information"] >= 1
+    assert citation_matches("DSA Art. 28(2)", ["DSA Art. 28"]) and not citation_matches("DSA Art. 280", ["DSA Art. 28"])

@@ -65,7 +65,7 @@ def test_predict_rows_bad_rows_and_resume(predictor, tiny_model_dir, tmp_path):
 
     spy = StopAfter(predictor, 99)
     counts = run_predict(cfg, spy)
-    assert counts == {"predicted": 3, "skipped": 2, "bad": 1}
+    assert counts == {"predicted": 3, "skipped": 2, "bad": 1, "no_law_in_prompt": 0}
     rows = [json.loads(line) for line in cfg.jsonl_path.read_text().splitlines()]
     assert [r["id"] for r in rows] == ["f1", "f2", "f4", "f5", "f6"]
     for r in rows:
@@ -81,7 +81,7 @@ def test_predict_rows_bad_rows_and_resume(predictor, tiny_model_dir, tmp_path):
     with cfg.csv_path.open(newline="") as fh:
         table = list(csv.DictReader(fh))
     assert [r["id"] for r in table] == ["f1", "f2", "f4", "f5", "f6"] and list(table[0]) == COLUMNS
-    assert run_predict(cfg, StopAfter(predictor, 0)) == {"predicted": 0, "skipped": 5, "bad": 1}
+    assert run_predict(cfg, StopAfter(predictor, 0)) == {"predicted": 0, "skipped": 5, "bad": 1, "no_law_in_prompt": 0}
 
 
 def test_jsonl_features_and_clear_errors(predictor, tmp_path):
@@ -90,7 +90,7 @@ def test_jsonl_features_and_clear_errors(predictor, tmp_path):
     feats = tmp_path / "f.jsonl"
     feats.write_text('{"id": 7, "name": "A", "description": "B"}\nnot json\n{"name": "C", "description": "D"}\n')
     cfg = PredictConfig("unused", feats, tmp_path / "o")
-    assert run_predict(cfg, predictor) == {"predicted": 2, "skipped": 0, "bad": 1}
+    assert run_predict(cfg, predictor) == {"predicted": 2, "skipped": 0, "bad": 1, "no_law_in_prompt": 0}
     assert [json.loads(x)["id"] for x in cfg.jsonl_path.read_text().splitlines()] == ["7", "line-3"]
     with pytest.raises(UserError, match="no such features file"):
         run_predict(PredictConfig("unused", tmp_path / "none.csv", tmp_path / "o"), predictor)
@@ -118,3 +118,25 @@ def test_predict_retrieves_context_from_a_local_index(predictor, tmp_path):
     row = json.loads(cfg.jsonl_path.read_text())
     assert row["context_ids"] == ["us_ut_sb152#1"]
     assert row["citation"] in (None, "Utah Code § 13-63-102")
+
+
+def test_a_prompt_whose_law_the_budget_cut_says_so(predictor, tmp_path):
+    """Predict never silently sends a prompt without the law it retrieved: the row records the cut, the run counts it."""
+    import dataclasses
+
+    from sft.core.chunks import write_chunks
+    from sft.core.contract import LawContext
+    from sft.core.prompt import answer_reserve
+    from sft.core.retrieval import build_local_index
+
+    write_chunks(tmp_path / "chunks.jsonl", [LawContext(
+        id="us_ut_sb152#1", law_id="us_ut_sb152", title="Utah SB 152", citation="Utah Code § 13-63-102",
+        jurisdiction="US-UT", snippet="A social media company shall verify the age of a Utah account holder. " * 8)])
+    build_local_index(tmp_path / "chunks.jsonl", tmp_path / "index")
+    feats = tmp_path / "f.jsonl"
+    feats.write_text('{"id": "u1", "name": "Age check", "description": "Verify the age of Utah account holders."}\n')
+    tight = dataclasses.replace(predictor, max_length=answer_reserve() + 120)  # room for the feature, not the law
+    cfg = PredictConfig("unused", feats, tmp_path / "o", index_dir=tmp_path / "index", k=1)
+    assert run_predict(cfg, tight)["no_law_in_prompt"] == 1
+    row = json.loads(cfg.jsonl_path.read_text())
+    assert row["context_ids"] == [] and row["prompt_cut"]["law_items"] == 1 and row["citation"] is None

@@ -1,0 +1,82 @@
+"""The one prompt builder's budget rule and jurisdiction rule."""
+
+from __future__ import annotations
+
+import pytest
+
+from sft.core.budget import fit_to_budget
+from sft.core.contract import DEFAULT_INSTRUCTION, Answer, Example, Feature, LawContext, PromptInput
+from sft.core.prompt import (
+    answer_reserve,
+    build_prompt,
+    fit_prompt_input,
+    law_context,
+    mentioned_jurisdictions,
+)
+
+
+def _ctx(i: int, jur: str = "EU", law: str = "law") -> LawContext:
+    return LawContext(id=f"{law}#{i}", law_id=law, title=f"{law} Act", citation=f"{law} § {i}", jurisdiction=jur,
+                      snippet=" ".join(f"duty{i} words" for _ in range(30)), score=10.0 - i)
+
+
+FEATURE = Feature(name="Teen curfew in Utah",
+                  description="Block logins for minors overnight. GH routes by region. EchoTrace logs every block. "
+                              "Parents can lift it in Jellybean. Rollout in two phases with ShadowMode first.")
+NOTES = {"GH": "Geo-handler; routes features by user region", "EchoTrace": "Log tracing mode for audits"}
+
+
+@pytest.fixture(scope="module")
+def tok(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+def test_places_are_read_from_the_spec():
+    assert mentioned_jurisdictions("Teen curfew for UT accounts and Salt Lake users") == ["US-UT"]
+    assert mentioned_jurisdictions("EEA rollout; also Germany") == ["EU"]
+    assert mentioned_jurisdictions("log in or sign up; it is on") == []  # 'in', 'or', 'it' are not states
+    assert mentioned_jurisdictions("Florida and federal reporting") == ["US", "US-FL"]
+
+
+class _Index:
+    def __init__(self, hits):
+        self.hits, self.calls = hits, []
+
+    def search(self, query, k=5, jurisdiction=None):
+        self.calls.append(jurisdiction)
+        return [h for h in self.hits if jurisdiction is None or h.jurisdiction.startswith(jurisdiction)][:k]
+
+
+def test_law_for_the_named_place_comes_first_and_foreign_law_stands_when_none_applies():
+    ca, ut = _ctx(1, "US-CA", "ca"), _ctx(2, "US-UT", "ut")
+    assert [c.id for c in law_context(_Index([ca, ut]), FEATURE, {})] == ["ut#2"]
+    # Nothing for Utah at all: the best hits stand (the model sees law that does not cover the place).
+    assert [c.id for c in law_context(_Index([ca]), FEATURE, {})] == ["ca#1"]
+
+
+def test_trimming_order_law_items_then_notes_then_description_then_last_law(tok):
+    ctx = [_ctx(i) for i in range(3)]
+    pi = PromptInput.build(FEATURE, ctx, NOTES)
+    full = fit_prompt_input(pi, DEFAULT_INSTRUCTION, tok, None)
+    one_law = fit_prompt_input(pi, DEFAULT_INSTRUCTION, tok, full.tokens - 1)
+    assert one_law.fits and one_law.cut == {"law_items": 1} and one_law.prompt_input.glossary == NOTES
+    n1 = fit_prompt_input(PromptInput.build(FEATURE, ctx[:1], NOTES), DEFAULT_INSTRUCTION, tok, None).tokens
+    tighter = fit_prompt_input(pi, DEFAULT_INSTRUCTION, tok, n1 - 1)
+    assert tighter.cut["law_items"] == 2 and tighter.cut["glossary_notes"] >= 1
+    assert len(tighter.prompt_input.law_context) == 1  # the last law item goes only after notes and description
+    bare = fit_prompt_input(pi, DEFAULT_INSTRUCTION, tok, 60)
+    assert not bare.fits and bare.prompt_input.law_context == [] and bare.cut["description_chars"] > 0
+
+
+def test_training_and_inference_trim_the_same_prompt_the_same_way(tok):
+    """A non-positive example (nothing cited to protect) fitted by training and by inference is the same prompt."""
+    ctx = [_ctx(i) for i in range(3)]
+    pi = PromptInput.build(FEATURE, ctx, NOTES)
+    ex = Example.build(pi, Answer(compliance_flag="Not Enough Information", reason="No reason is given."))
+    max_length = fit_prompt_input(pi, DEFAULT_INSTRUCTION, tok, None).tokens + answer_reserve() - 40
+    train = fit_to_budget(ex, tok, max_length)
+    fitted, kept = build_prompt(FEATURE, ctx, NOTES, DEFAULT_INSTRUCTION, tok, max_length - answer_reserve())
+    assert train.example.input == fitted.prompt_input.render()
+    assert [c.id for c in kept] == [c["id"] for c in PromptInput.parse(train.example.input).law_context]

@@ -145,18 +145,36 @@ def mine(
     mine_command(chunks, out, registry)
 
 
+GENERATOR_HELP = ("Who writes the specs: templates (offline, default), bedrock (Bedrock Converse) or openai "
+                  "(any OpenAI-compatible endpoint: vLLM, Ollama, ...). See docs/teacher-generators.md.")
+
+
 @app.command()
 def features(
     obligations: Annotated[Path, typer.Argument(help="Obligations JSONL from geoprep mine.")],
-    out: Annotated[Path, typer.Option(help="Feature specs JSONL to write.")] = Path("features.jsonl"),
+    out: Annotated[Path, typer.Option(help="Feature specs JSONL to write (a teacher's answer cache goes beside "
+                                           "it: teacher_cache.sqlite).")] = Path("features.jsonl"),
     per_law: Annotated[int, typer.Option(help="Obligations per law turned into features (0: all).", min=0)] = 30,
     per_obligation: Annotated[int, typer.Option(help="Differently worded features per obligation.", min=1)] = 2,
     seed: Annotated[int, typer.Option(help="Seed for template choice (same seed, same features).")] = 0,
+    generator: Annotated[str, typer.Option(help=GENERATOR_HELP)] = "templates",
+    teacher_model: Annotated[str | None, typer.Option(help="Teacher model: a Bedrock model id / inference profile "
+                                                           "or the endpoint's model name.")] = None,
+    base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible server, e.g. http://localhost:8000.")] = None,
+    api_key_env: Annotated[str | None, typer.Option(help="Name of the environment variable holding the API key "
+                                                         "(the key itself is never logged or written).")] = None,
+    region: Annotated[str | None, typer.Option(help="AWS region for Bedrock.")] = None,
+    max_calls: Annotated[int | None, typer.Option(help="At most this many teacher calls in this run (cost cap; "
+                                                       "re-run to continue).", min=1)] = None,
+    glossary: Annotated[Path | None, typer.Option(help="Terminology CSV whose terms the teacher may use.")] = None,
 ) -> None:
-    """Generate product-style feature specs: positives from obligations, plus NEI and no-compliance negatives."""
+    """Generate product-style feature specs from obligations (positives, NEI and no-compliance negatives), from
+    templates or written by a teacher model."""
     from data_prep.commands import features_command
 
-    features_command(obligations, out, per_law or None, per_obligation, seed)
+    teacher = dict(generator=generator, teacher_model=teacher_model, base_url=base_url, api_key_env=api_key_env,
+                   region=region, max_calls=max_calls, glossary=glossary)
+    features_command(obligations, out, per_law or None, per_obligation, seed, teacher)
 
 
 @app.command("import")
@@ -240,7 +258,7 @@ def pipeline(
     out: Annotated[Path, typer.Option(help="Output folder (all stage files, splits, QC report).")] = Path("data"),
     retriever: Annotated[str, typer.Option(help="Backend: local (BM25 index built here) or kendra.")] = "local",
     kendra_index_id: Annotated[str | None, typer.Option(help="Kendra index id (--retriever kendra).")] = None,
-    region: Annotated[str | None, typer.Option(help="AWS region for Kendra.")] = None,
+    region: Annotated[str | None, typer.Option(help="AWS region for Kendra and Bedrock.")] = None,
     glossary: Annotated[Path | None, typer.Option(help="Terminology CSV; default INPUT/glossary/terminology.csv.")] = None,
     features_file: Annotated[Path | None, typer.Option("--features", help="Your own features (CSV/JSONL).")] = None,
     per_law: Annotated[int, typer.Option(help="Obligations per law turned into features (0: all).", min=0)] = 30,
@@ -250,6 +268,11 @@ def pipeline(
                                                        "omitted: no budget.")] = None,
     max_length: Annotated[int, typer.Option(help="Token budget per example with --tokenizer.", min=64)] = 512,
     seed: Annotated[int, typer.Option(help="Seed for sampling and the split.")] = 0,
+    generator: Annotated[str, typer.Option(help=GENERATOR_HELP)] = "templates",
+    teacher_model: Annotated[str | None, typer.Option(help="Teacher model (--generator bedrock|openai).")] = None,
+    base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible server (--generator openai).")] = None,
+    api_key_env: Annotated[str | None, typer.Option(help="Environment variable holding the endpoint's API key.")] = None,
+    max_calls: Annotated[int | None, typer.Option(help="At most this many teacher calls per run.", min=1)] = None,
 ) -> None:
     """extract -> index -> mine -> features -> build in one resumable command (finished stages are skipped)."""
     from data_prep.build import BuildConfig
@@ -259,6 +282,8 @@ def pipeline(
     cfg = PipelineConfig(
         input_dir=input_dir, out_dir=out, retriever=retriever, kendra_index_id=kendra_index_id, region=region,
         glossary=glossary, features_file=features_file, per_law=per_law or None, tokenizer=tokenizer,
+        generator=generator, teacher_model=teacher_model, base_url=base_url, api_key_env=api_key_env,
+        max_calls=max_calls,
         build=BuildConfig(top_k=top_k, nei_share=nei_share, seed=seed, max_length=max_length if tokenizer else None),
     )
     pipeline_command(cfg)

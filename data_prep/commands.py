@@ -10,6 +10,7 @@ import typer
 
 from data_prep.build import BuildConfig, BuildResult, report_table
 from sft.core.console import setup_logging
+from sft.core.errors import UserError
 
 
 def mine_command(chunks: Path, out: Path, registry: Path | None = None) -> None:
@@ -29,13 +30,34 @@ def mine_command(chunks: Path, out: Path, registry: Path | None = None) -> None:
     typer.echo("skipped, topic not allowed for the law: " + json.dumps(s["skipped_topic_not_allowed"]))
 
 
-def features_command(obligations: Path, out: Path, per_law: int | None, per_obligation: int, seed: int) -> None:
+def features_command(obligations: Path, out: Path, per_law: int | None, per_obligation: int, seed: int,
+                     teacher: dict[str, Any] | None = None) -> None:
+    """``teacher``: generator, teacher_model, base_url, api_key_env, region, max_calls, glossary (None: templates)."""
     from collections import Counter
 
     from data_prep.features import generate, write_features
     from data_prep.mine import read_obligations
 
-    specs = generate(read_obligations(obligations), seed=seed, per_law=per_law, per_obligation=per_obligation)
+    if teacher is not None and teacher.get("generator", "templates") == "templates":
+        given = [f"--{k.replace('_', '-')}" for k in ("teacher_model", "base_url", "api_key_env", "max_calls")
+                 if teacher.get(k) is not None]
+        if given:
+            raise UserError(f"{', '.join(given)}: only used with --generator bedrock or openai")
+    if teacher is None or teacher.get("generator", "templates") == "templates":
+        specs = generate(read_obligations(obligations), seed=seed, per_law=per_law, per_obligation=per_obligation)
+    else:
+        from data_prep.teacher import open_generator, summary, teacher_features
+        from sft.core.glossary import Glossary
+
+        setup_logging()
+        gen = open_generator(teacher["generator"], model=teacher.get("teacher_model"), base_url=teacher.get("base_url"),
+                             api_key_env=teacher.get("api_key_env"), region=teacher.get("region"))
+        glossary = teacher.get("glossary")
+        run = teacher_features(read_obligations(obligations), gen, out.parent / "teacher_cache.sqlite", seed=seed,
+                               per_law=per_law, per_obligation=per_obligation, max_calls=teacher.get("max_calls"),
+                               jargon=Glossary.load(glossary).terms if glossary else None)
+        specs = run.specs
+        typer.echo(summary(run), err=True)
     n = write_features(out, specs)
     typer.echo(f"{n} feature specs -> {out}  " + json.dumps(dict(Counter(s.kind for s in specs))))
 

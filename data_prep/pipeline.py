@@ -41,6 +41,12 @@ class PipelineConfig:
     registry: Path | None = None
     build: BuildConfig = field(default_factory=BuildConfig)
     tokenizer: str | None = field(default=None, metadata={"help": "Model spec whose tokenizer sets the budget."})
+    generator: str = field(default="templates", metadata={"help": "Feature writer: templates, bedrock or openai."})
+    teacher_model: str | None = field(default=None, metadata={"help": "Bedrock model id or the endpoint's model."})
+    base_url: str | None = field(default=None, metadata={"help": "OpenAI-compatible server (generator openai)."})
+    api_key_env: str | None = field(default=None, metadata={
+        "help": "Name of the environment variable holding the endpoint's key (the key is never stored)."})
+    max_calls: int | None = field(default=None, metadata={"help": "At most this many teacher calls per run."})
 
     def __post_init__(self) -> None:
         self.input_dir, self.out_dir = Path(self.input_dir), Path(self.out_dir)
@@ -52,6 +58,15 @@ class PipelineConfig:
             raise UserError(f"per_law must be >= 1, got {self.per_law}")
         if self.glossary is None and (self.input_dir / "glossary" / "terminology.csv").is_file():
             self.glossary = self.input_dir / "glossary" / "terminology.csv"
+        if self.generator not in ("templates", "bedrock", "openai"):
+            raise UserError(f"generator must be 'templates', 'bedrock' or 'openai', got {self.generator!r}")
+        if self.generator == "templates" and (self.teacher_model or self.base_url or self.max_calls is not None):
+            raise UserError("--teacher-model, --base-url and --max-calls are only used with --generator bedrock "
+                            "or openai")
+        if self.generator != "templates" and not self.teacher_model:
+            raise UserError(f"--generator {self.generator} needs --teacher-model")
+        if self.generator == "openai" and not self.base_url:
+            raise UserError("--generator openai needs --base-url")
         if self.tokenizer is not None and self.build.max_length is None:
             self.build.max_length = 512
 
@@ -117,7 +132,7 @@ def load_tokenizer(spec: str) -> Any:
 
 
 def run_pipeline(
-    cfg: PipelineConfig, *, kendra_client: Any = None, progress: bool = True
+    cfg: PipelineConfig, *, kendra_client: Any = None, progress: bool = True, teacher: Any = None,
 ) -> tuple[BuildResult | None, dict[str, bool]]:
     """Run all stages; returns the build result (None if the build was up to date) and which stages ran."""
     from data_prep.extract import run_extract
@@ -156,16 +171,20 @@ def run_pipeline(
     obligations_stamp = file_digest(obligations_path)
 
     def _features() -> None:
-        specs = generate(read_obligations(obligations_path), seed=cfg.build.seed, per_law=cfg.per_law)
+        if cfg.generator == "templates":
+            specs = generate(read_obligations(obligations_path), seed=cfg.build.seed, per_law=cfg.per_law)
+        else:
+            specs = _teacher_specs(cfg, obligations_path, teacher, progress)
         if cfg.features_file:
             specs += import_features(cfg.features_file)
         write_features(features_path, specs)
 
-    ran["features"] = stages.run(
-        "features", [obligations_stamp, cfg.per_law, cfg.build.seed,
-                     str(cfg.features_file and file_digest(cfg.features_file)), code_digest("data_prep.features")],
-        [features_path], _features,
-    )
+    features_key = [obligations_stamp, cfg.per_law, cfg.build.seed,
+                    str(cfg.features_file and file_digest(cfg.features_file)), code_digest("data_prep.features")]
+    if cfg.generator != "templates":  # the templates' stamp is unchanged: no needless re-run after an upgrade
+        features_key += [cfg.generator, cfg.teacher_model, cfg.base_url, str(cfg.glossary and file_digest(cfg.glossary)),
+                         code_digest("data_prep.teacher")]
+    ran["features"] = stages.run("features", features_key, [features_path], _features)
     result: dict[str, BuildResult] = {}
 
     def _build() -> None:
@@ -183,6 +202,24 @@ def run_pipeline(
         [out / "train.jsonl", out / "validation.jsonl", out / "qc_report.json"], _build,
     )
     return result.get("r"), ran
+
+
+def _teacher_specs(cfg: PipelineConfig, obligations_path: Path, generator: Any, progress: bool) -> list:
+    """Teacher-written specs; a run cut short by --max-calls writes what it has and stops before build (the stage
+    is not stamped, so a re-run continues from the cache)."""
+    from data_prep import teacher
+
+    gen = generator or teacher.open_generator(cfg.generator, model=cfg.teacher_model, base_url=cfg.base_url,
+                                              api_key_env=cfg.api_key_env, region=cfg.region)
+    jargon = Glossary.load(cfg.glossary).terms if cfg.glossary else None
+    run = teacher.teacher_features(read_obligations(obligations_path), gen, cfg.out_dir / "teacher_cache.sqlite",
+                                   seed=cfg.build.seed, per_law=cfg.per_law, max_calls=cfg.max_calls, jargon=jargon,
+                                   progress=progress)
+    log.info("%s", teacher.summary(run))
+    if not run.complete:
+        write_features(cfg.out_dir / "features.partial.jsonl", run.specs)
+        raise UserError(f"{teacher.summary(run)} (written so far: {cfg.out_dir / 'features.partial.jsonl'})")
+    return run.specs
 
 
 def run_build(

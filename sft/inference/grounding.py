@@ -14,17 +14,7 @@ import re
 from collections.abc import Iterable
 
 from sft.core.contract import Answer, Label, PromptInput
-
-# What names a law in English legal/product prose: a capitalised name ending in Act/Code/Regulation/...,
-# a bill number, an article/section pinpoint, a U.S.C. cite, or a well-known acronym.
-LAW_MENTION = re.compile(
-    r"(?:\b(?:[A-Z][\w'’.&-]*\s+(?:of\s+|for\s+|on\s+|the\s+)?){1,7}"
-    r"(?:Act|Code|Regulation|Directive|Bill|Amendments|Statute|Ordinance)\b(?:\s*\((?:[^()]{1,40})\))?)"
-    r"|(?:\b(?:S\.?\s?B\.?|H\.?\s?B\.?|A\.?\s?B\.?|SB|HB|AB|CS/HB|CS/CS/HB)\s?\d{1,5}\b)"
-    r"|(?:\b(?:Art(?:icle)?s?\.?|Sections?|Sec\.|§+)\s?\d+[\w.\-]*(?:\(\w{1,4}\))*)"
-    r"|(?:\b\d+\s+U\.\s?S\.\s?C\.(?:\s*§+\s*\d+\w*)?)"
-    r"|(?:\b(?:GDPR|DSA|DMA|COPPA|CCPA|CPRA|LGPD|DPDP|KOSA|PIPEDA|PIPL|BIPA|OSA)\b)"
-)
+from sft.core.lawnames import LAW_MENTION
 
 
 def _norm(text: str) -> str:

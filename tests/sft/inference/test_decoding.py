@@ -36,7 +36,7 @@ def _items():
 
 def test_constrained_answers_are_always_valid_and_grounded(predictor):
     results = predictor.predict(_items())
-    for (feature, ctx, _), (pred, prompt, used) in zip(_items(), results, strict=True):
+    for (feature, ctx, _), (pred, prompt, used, _cut) in zip(_items(), results, strict=True):
         assert pred.valid, pred.error
         data = json.loads(pred.raw)  # the raw text itself is one JSON object in canonical field order
         assert list(data) == ["compliance_flag", "law", "citation", "reason"]

@@ -118,7 +118,7 @@ def predict(
 @app.command()
 def serve(
     model_dir: Annotated[Path | None, typer.Option(help=f"Model dir (default: {OPT_ML}/model, or ${OPT_ML_ENV}/model).")] = None,
-    host: Annotated[str, typer.Option(help="Interface to bind.")] = "0.0.0.0",
+    host: Annotated[str, typer.Option(help="Interface to bind (0.0.0.0: every interface, as the container does).")] = "127.0.0.1",
     port: Annotated[int | None, typer.Option(help=f"Port (default: ${BIND_PORT_ENV} or {DEFAULT_PORT}).")] = None,
 ) -> None:
     """Serve the SageMaker inference contract: GET /ping, POST /invocations (json, jsonlines, csv)."""

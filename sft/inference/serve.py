@@ -64,6 +64,7 @@ DRAIN_FACTOR = 4  # an over-limit body up to 4x the limit is read and dropped, s
 HOST_ENV = "GEOCOMPLY_BIND_HOST"
 CONTAINER_HOST = "0.0.0.0"  # the image: SageMaker reaches the container from outside it
 CLI_HOST = "127.0.0.1"  # geosft serve: this machine only, unless asked
+CLOSE = {"Connection": "close"}  # the rest of an unread body must not be read (or parsed as a next request)
 
 
 class BadRequest(Exception):
@@ -384,7 +385,7 @@ class App:
                 msg = await asyncio.wait_for(receive(), self.state.read_timeout_s)
             except TimeoutError:
                 raise BadRequest(f"request body not received within {self.state.read_timeout_s:g} s",
-                                 HTTPStatus.REQUEST_TIMEOUT) from None
+                                 HTTPStatus.REQUEST_TIMEOUT, CLOSE) from None
             if msg["type"] == "http.disconnect":
                 raise ClientGone
             piece = msg.get("body", b"")
@@ -399,7 +400,7 @@ class App:
         if too_big:
             size = f"{declared} bytes" if declared is not None else f"over {limit} bytes"
             raise BadRequest(f"body of {size} exceeds the {limit}-byte limit",
-                             HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
+                             HTTPStatus.REQUEST_ENTITY_TOO_LARGE, CLOSE)
         return b"".join(chunks)
 
     async def invoke(self, scope: dict, receive: Callable) -> tuple[int, bytes, str]:

@@ -497,6 +497,7 @@ class Server:
         self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             self.socket.bind((host, port))
+            self.socket.listen(state.backlog)  # connections queue from now on, before uvicorn's loop runs
         except OSError as e:
             self.socket.close()
             raise UserError(f"cannot listen on {host}:{port}: {e.strerror}") from None

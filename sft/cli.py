@@ -105,11 +105,14 @@ def predict(
     glossary: Annotated[Path | None, typer.Option(help="Glossary CSV (term,definition) for internal jargon.")] = None,
     k: Annotated[int, typer.Option(help="Law context items per feature (as in the training data).")] = TOP_K,
     batch_size: Annotated[int, typer.Option(help="Features per forward pass.")] = 8,
+    on_duplicate: Annotated[str, typer.Option(
+        help="Two input rows with one id: error (default), or keep the first / last and report the other.")] = "error",
 ) -> None:
     """Flag features with an audit trail; resumable (ids already in OUT.jsonl are skipped)."""
     from sft.inference.predict import PredictConfig, run_predict
 
-    cfg = PredictConfig(model, features, out, retriever, index_dir, kendra_index_id, glossary, k, batch_size)
+    cfg = PredictConfig(model, features, out, retriever, index_dir, kendra_index_id, glossary, k, batch_size,
+                        on_duplicate)
     counts = run_predict(cfg)
     typer.echo(f"predicted {counts['predicted']}, already done {counts['skipped']}, bad rows {counts['bad']}"
                f" -> {cfg.jsonl_path}, {cfg.csv_path}")

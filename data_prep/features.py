@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from data_prep.mine import Obligation
 from sft.core.contract import ContractError, Feature, Label, iter_jsonl, read_records
 from sft.core.files import write_jsonl_atomic
-from sft.core.tables import check_unique_ids, csv_dicts
+from sft.core.tables import check_unique_ids, csv_dicts, open_text
 
 POSITIVE, UNCOVERED, AMBIGUOUS, BUSINESS, IMPORTED = "positive", "uncovered", "ambiguous", "business", "imported"
 
@@ -413,7 +413,7 @@ def _import_rows(path: Path, on_error) -> Iterable[tuple[str, dict]]:
                 continue
             yield where, obj
     elif path.suffix.lower() == ".csv":
-        with path.open(encoding="utf-8-sig", newline="") as fh:
+        with open_text(path) as fh:
             # Strict, with the line each row starts on: a stray quote stops the import naming its line
             # instead of swallowing the rest of the file into one field (sft.core.tables).
             _, rows = csv_dicts(fh, str(path))

@@ -13,7 +13,9 @@ naming its line, not a traceback.
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import IO, TypeVar
 
 from sft.core.contract import ContractError
@@ -51,6 +53,18 @@ def csv_records(fh: IO[str], where: str) -> Iterator[tuple[int, list[str]]]:
         if row:
             yield start, row
         start = reader.line_num + 1
+
+
+def open_text(path: str | Path) -> io.StringIO:
+    """A UTF-8 file (a BOM is dropped) as text for :func:`csv_records`; bytes that are not UTF-8 are a
+    ContractError naming the line, not a UnicodeDecodeError traceback."""
+    data = Path(path).read_bytes()
+    try:
+        return io.StringIO(data.decode("utf-8-sig"), newline="")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise ContractError(f"{path}:{line}: not UTF-8 text (byte {data[e.start:e.start + 1]!r}); save the file "
+                            "as UTF-8") from None
 
 
 def csv_dicts(fh: IO[str], where: str) -> tuple[list[str], Iterator[tuple[int, dict[str, str | None]]]]:

@@ -24,7 +24,7 @@ from sft.core.context import SEARCH_K, TOP_K, select_context
 from sft.core.contract import ContractError, Feature, LawContext, iter_jsonl
 from sft.core.errors import UserError
 from sft.core.files import atomic_open, read_jsonl_ids
-from sft.core.tables import check_unique_ids, csv_dicts
+from sft.core.tables import check_unique_ids, csv_dicts, open_text
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def read_features(path: Path, on_error: Callable[[ContractError], None]) -> Iter
     if not path.is_file():
         raise UserError(f"{path}: no such features file")
     if path.suffix.lower() == ".csv":
-        with path.open(encoding="utf-8-sig", newline="") as fh:
+        with open_text(path) as fh:
             header, rows = csv_dicts(fh, str(path))  # strict: a stray quote is an error naming its line
             cols = {c.strip().lower(): c for c in header}
             if "name" not in cols or "description" not in cols:

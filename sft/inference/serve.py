@@ -329,7 +329,7 @@ class App:
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] == "lifespan":
-            while (msg := await receive())["type"] != "lifespan.shutdown":
+            while (await receive())["type"] != "lifespan.shutdown":
                 await send({"type": "lifespan.startup.complete"})
             self.executor.shutdown(wait=False, cancel_futures=True)
             await send({"type": "lifespan.shutdown.complete"})

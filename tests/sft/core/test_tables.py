@@ -37,7 +37,10 @@ def test_csv_records_start_lines_line_endings_and_limits():
 def test_duplicate_ids_policies():
     rows = [("f:2", {"id": "a", "v": 1}), ("f:3", {"id": None, "v": 2}), ("f:4", {"id": "a", "v": 3}),
             ("f:5", {"id": None, "v": 4})]
-    key = (lambda r: r["id"])
+
+    def key(row):
+        return row["id"]
+
     with pytest.raises(ContractError, match=r"^f:4: id 'a': already used at f:2"):
         check_unique_ids(rows, key)
     dropped: list = []

@@ -184,11 +184,13 @@ def import_(
         "features.jsonl"),
     append: Annotated[bool, typer.Option(help="Add to an existing features file instead of replacing it.")] = False,
     skip_bad: Annotated[bool, typer.Option(help="Report bad rows (file:line) and go on.")] = False,
+    on_duplicate: Annotated[str, typer.Option(
+        help="Two rows with one id: error (default), or keep the first / last and report the other.")] = "error",
 ) -> None:
     """Import your own features so build enriches them with retrieved law context."""
     from data_prep.commands import import_command
 
-    import_command(path, out, append, skip_bad)
+    import_command(path, out, append, skip_bad, on_duplicate)
 
 
 @app.command()

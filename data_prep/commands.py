@@ -62,13 +62,17 @@ def features_command(obligations: Path, out: Path, per_law: int | None, per_obli
     typer.echo(f"{n} feature specs -> {out}  " + json.dumps(dict(Counter(s.kind for s in specs))))
 
 
-def import_command(path: Path, out: Path, append: bool, skip_bad: bool) -> None:
+def import_command(path: Path, out: Path, append: bool, skip_bad: bool, on_duplicate: str = "error") -> None:
     from data_prep.features import import_features, read_features, write_features
 
     errors: list[str] = []
-    specs = import_features(path, on_error=(lambda e: errors.append(str(e))) if skip_bad else None)
+    dropped: list[str] = []
+    specs = import_features(path, on_error=(lambda e: errors.append(str(e))) if skip_bad else None,
+                            on_duplicate=on_duplicate, on_drop=dropped.append)
     for err in errors:
         typer.echo(f"skipped: {err}", err=True)
+    for msg in dropped:
+        typer.echo(f"duplicate: {msg}", err=True)
     existing = read_features(out) if append and out.exists() else []
     ids = {s.feature.id for s in specs}
     # Re-importing the same rows replaces them (ids are content hashes), never duplicates them.

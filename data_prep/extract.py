@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -254,6 +255,10 @@ def run_extract(
                 chunks[chunk.id] = chunk
                 result.chunks += 1
         report.total_pages += result.pages
+    if not chunks and report.files:  # exit 0 with an empty chunks file would hide that nothing was read
+        first = next((f for f in report.files if f.cause), report.files[0])
+        raise UserError(f"{input_dir}: no law text extracted: {len(report.files)} file(s), none usable "
+                        f"(first: {first.file}: {first.status}{': ' + first.cause if first.cause else ''})")
     write_chunks(out, chunks.values())
     for c in chunks.values():
         report.chunks_per_law[c.law_id] = report.chunks_per_law.get(c.law_id, 0) + 1
@@ -271,10 +276,32 @@ def _run_all(todo: list[tuple[Path, LawEntry | None, Path]], workers: int, regis
             yield _work(str(path), entry, registry, str(part), ocr), part
         return
     todo = sorted(todo, key=lambda t: -t[0].stat().st_size)
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=_die_with_parent)
+    try:
         futures = {pool.submit(_work, str(p), e, registry, str(part), ocr): part for p, e, part in todo}
         for fut in as_completed(futures):
             yield fut.result(), futures[fut]
+    except BaseException:  # Ctrl-C, SIGTERM (see below), a bad file: no worker outlives the run
+        for proc in list(getattr(pool, "_processes", {}).values()):
+            proc.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+
+
+def _die_with_parent() -> None:
+    """Pool initializer. Linux sends the worker SIGTERM when the process that started it dies, even by
+    SIGKILL (an interrupted run left ~160 MB workers alive a minute later); elsewhere the parent's cleanup
+    in ``_run_all`` is what ends them."""
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+        if os.getppid() == 1:  # the parent died before prctl took effect
+            os._exit(1)
 
 
 def report_path(out: Path) -> Path:

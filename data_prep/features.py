@@ -15,7 +15,6 @@ Kinds of generated feature (``FeatureSpec.kind``):
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import random
 import re
@@ -27,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from data_prep.mine import Obligation
 from sft.core.contract import ContractError, Feature, Label, LawContext, iter_jsonl, read_records
 from sft.core.files import write_jsonl_atomic
+from sft.core.tables import check_unique_ids, csv_dicts, open_text
 
 POSITIVE, UNCOVERED, AMBIGUOUS, BUSINESS, IMPORTED = "positive", "uncovered", "ambiguous", "business", "imported"
 
@@ -598,26 +598,32 @@ def _import_rows(path: Path, on_error) -> Iterable[tuple[str, dict]]:
                 continue
             yield where, obj
     elif path.suffix.lower() == ".csv":
-        with path.open(encoding="utf-8-sig", newline="") as fh:
-            reader = csv.DictReader(fh)
+        with open_text(path) as fh:
+            # Strict, with the line each row starts on: a stray quote stops the import naming its line
+            # instead of swallowing the rest of the file into one field (sft.core.tables).
+            _, rows = csv_dicts(fh, str(path))
             # feature_name / feature_description: the TechJam dataset's column names.
-            for row in reader:
+            for line, row in rows:
                 norm = {(k or "").strip().lower().removeprefix("feature_"): v for k, v in row.items()}
-                yield f"{path}:{reader.line_num}", norm
+                yield f"{path}:{line}", norm
     else:
         raise ContractError(f"{path}: unsupported feature file type (use .csv or .jsonl)")
 
 
-def import_features(path: str | Path, *, on_error=None) -> list[FeatureSpec]:
+def import_features(path: str | Path, *, on_error=None, on_duplicate: str = "error",
+                    on_drop=None) -> list[FeatureSpec]:
     """Read the user's features (name, description, optional label and law) as FeatureSpecs.
 
     A bad row raises ``ContractError`` naming ``file:line`` and the field; with ``on_error`` it is reported
     there and skipped. An imported feature with a label keeps it; the law name (if any) picks its context.
+    Two rows with one id (given, or the content hash of name + description) follow ``on_duplicate``
+    (:data:`sft.core.tables.ON_DUPLICATE`; dropped rows are reported to ``on_drop``). A stray quote in a CSV is
+    always an error naming the line it opens on.
     """
     path = Path(path)
     if not path.is_file():
         raise ContractError(f"{path}: no such file")
-    out: list[FeatureSpec] = []
+    out: list[tuple[str, FeatureSpec]] = []
     for where, row in _import_rows(path, on_error):
         try:
             for key in ("name", "description"):
@@ -639,8 +645,8 @@ def import_features(path: str | Path, *, on_error=None) -> list[FeatureSpec]:
             continue
         fid = feature.id or "imp-" + hashlib.sha1(f"{feature.name}\n{feature.description}".encode()).hexdigest()[:12]
         feature = feature.model_copy(update={"id": fid})
-        out.append(FeatureSpec(feature=feature, kind=IMPORTED, group=f"imported:{fid}"))
-    return out
+        out.append((where, FeatureSpec(feature=feature, kind=IMPORTED, group=f"imported:{fid}")))
+    return [spec for _, spec in check_unique_ids(out, lambda s: s.feature.id, on_duplicate, on_drop)]
 
 
 def write_features(path: str | Path, specs: Iterable[FeatureSpec]) -> int:

@@ -136,11 +136,14 @@ def predict(
     glossary: Annotated[Path | None, typer.Option(help="Glossary CSV (term,definition) for internal jargon.")] = None,
     k: Annotated[int, typer.Option(help="Law context items per feature (as in the training data).")] = TOP_K,
     batch_size: Annotated[int, typer.Option(help="Features per forward pass.")] = 8,
+    on_duplicate: Annotated[str, typer.Option(
+        help="Two input rows with one id: error (default), or keep the first / last and report the other.")] = "error",
 ) -> None:
     """Flag features with an audit trail; resumable (ids already in OUT.jsonl are skipped)."""
     from sft.inference.predict import PredictConfig, run_predict
 
-    cfg = PredictConfig(model, features, out, retriever, index_dir, kendra_index_id, glossary, k, batch_size)
+    cfg = PredictConfig(model, features, out, retriever, index_dir, kendra_index_id, glossary, k, batch_size,
+                        on_duplicate)
     counts = run_predict(cfg)
     typer.echo(f"predicted {counts['predicted']}, already done {counts['skipped']}, bad rows {counts['bad']}"
                f" -> {cfg.jsonl_path}, {cfg.csv_path}")
@@ -152,7 +155,7 @@ def predict(
 @app.command()
 def serve(
     model_dir: Annotated[Path | None, typer.Option(help=f"Model dir (default: {OPT_ML}/model, or ${OPT_ML_ENV}/model).")] = None,
-    host: Annotated[str, typer.Option(help="Interface to bind.")] = "0.0.0.0",
+    host: Annotated[str, typer.Option(help="Interface to bind (0.0.0.0: every interface, as the container does).")] = "127.0.0.1",
     port: Annotated[int | None, typer.Option(help=f"Port (default: ${BIND_PORT_ENV} or {DEFAULT_PORT}).")] = None,
 ) -> None:
     """Serve the SageMaker inference contract: GET /ping, POST /invocations (json, jsonlines, csv)."""

@@ -351,15 +351,24 @@ def iter_jsonl(
     path = Path(path)
     if not path.is_file():
         raise ContractError(f"{path}: no such file")
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
+    with path.open("rb") as fh:  # decoded line by line: a non-UTF-8 line is reported with its number
+        for lineno, raw in enumerate(fh, start=1):
             where = f"{path}:{lineno}"
             try:
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+                if not line.strip():
+                    continue
                 obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                err = ContractError(f"{where}: invalid JSON ({e.msg}, column {e.colno})")
+            except UnicodeDecodeError as e:
+                err = ContractError(f"{where}: not UTF-8 text (byte {raw[e.start:e.start + 1]!r} at column "
+                                    f"{e.start + 1}); save the file as UTF-8")
+                if on_error is None:
+                    raise err from None
+                on_error(err)
+                continue
+            except (json.JSONDecodeError, RecursionError) as e:
+                msg = f"{e.msg}, column {e.colno}" if isinstance(e, json.JSONDecodeError) else "nested too deeply"
+                err = ContractError(f"{where}: invalid JSON ({msg})")
                 if on_error is None:
                     raise err from None
                 on_error(err)

@@ -15,7 +15,9 @@ class UserError(Exception):
 
 def report_user_error(prog: str, error: BaseException) -> None:
     """Print a user error the way every geocomply entry point does."""
-    print(f"{prog}: error: {error}", file=sys.stderr)
+    from sft.core.secrets import redact
+
+    print(f"{prog}: error: {redact(str(error))}", file=sys.stderr)
 
 
 @contextmanager

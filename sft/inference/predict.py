@@ -25,6 +25,7 @@ from sft.core.contract import ContractError, Feature, LawContext, iter_jsonl
 from sft.core.errors import UserError
 from sft.core.files import atomic_open, read_jsonl_ids
 from sft.core.prompt import law_context
+from sft.core.tables import check_unique_ids, csv_dicts, open_text
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,8 @@ class PredictConfig:
     k: int = TOP_K
     """Law context items per feature (the same rule and default as the training data: one law, top k)."""
     batch_size: int = 8
+    on_duplicate: str = "error"
+    """A later row reusing an id: 'error' (default), or keep the 'first' / 'last' and report the other."""
 
     def __post_init__(self) -> None:
         if self.retriever not in ("local", "kendra"):
@@ -83,16 +86,16 @@ def read_features(path: Path, on_error: Callable[[ContractError], None]) -> Iter
     if not path.is_file():
         raise UserError(f"{path}: no such features file")
     if path.suffix.lower() == ".csv":
-        with path.open(encoding="utf-8-sig", newline="") as fh:
-            reader = csv.DictReader(fh)
-            cols = {c.strip().lower(): c for c in reader.fieldnames or []}
+        with open_text(path) as fh:
+            header, rows = csv_dicts(fh, str(path))  # strict: a stray quote is an error naming its line
+            cols = {c.strip().lower(): c for c in header}
             if "name" not in cols or "description" not in cols:
-                raise UserError(f"{path}:1: header needs columns 'name' and 'description', got {reader.fieldnames}")
-            for row in reader:
-                where = f"{path}:{reader.line_num}"
+                raise UserError(f"{path}:1: header needs columns 'name' and 'description', got {header}")
+            for line, row in rows:
+                where = f"{path}:{line}"
                 obj = {k: row.get(v) for k, v in cols.items()}
                 try:
-                    yield _feature(obj, where, default_id=f"row-{reader.line_num}")
+                    yield _feature(obj, where, default_id=f"row-{line}")
                 except ContractError as e:
                     on_error(e)
     else:
@@ -175,12 +178,10 @@ def run_predict(cfg: PredictConfig, predictor: Any | None = None) -> dict[str, i
     glossary = Glossary.load(cfg.glossary) if cfg.glossary else Glossary()
     errors: list[ContractError] = []
     done_ids = read_jsonl_ids(cfg.jsonl_path)
-    features, seen = [], set(done_ids)
-    for f in read_features(cfg.features, errors.append):
-        if f.id in seen:
-            continue
-        seen.add(f.id)
-        features.append(f)
+    # Duplicates inside the input follow --on-duplicate; ids already in the output are a resume, not duplicates.
+    unique = check_unique_ids(((f"{cfg.features}: row {i}", f) for i, f in enumerate(
+        read_features(cfg.features, errors.append), start=1)), lambda f: f.id, cfg.on_duplicate, log.warning)
+    features = [f for _, f in unique if f.id not in done_ids]
     for e in errors:
         log.warning("skipped bad row: %s", e)
     if done_ids:

@@ -10,13 +10,14 @@ import time
 from typing import Any
 
 from sft.core.errors import UserError
+from sft.core.secrets import CREDENTIAL, looks_like_credential
 
 DEFAULT_REGION = "us-west-2"
 # Names that mark a value as a secret; such values may only be passed as references (an ARN the job
 # resolves at runtime with its own role), never inline, because hyperparameters and environment
 # variables are visible in DescribeTrainingJob, the console and CloudTrail.
 _SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|ACCESS_?KEY|CREDENTIAL|PRIVATE_?KEY", re.I)
-_SECRET_VALUE = re.compile(r"\bAKIA[0-9A-Z]{16}\b|\bhf_[A-Za-z0-9]{30,}\b|\bsk-[A-Za-z0-9]{20,}\b")
+_SECRET_VALUE = CREDENTIAL
 _REFERENCE = re.compile(r"^arn:aws[a-z-]*:(secretsmanager|ssm):")
 # Names that say the value *is* a reference (e.g. TrainConfig's hf_token_secret: a Secrets Manager name).
 _REFERENCE_NAME = re.compile(r"_SECRET(_NAME|_ARN|_ID)?$|_(SSM_)?PARAM(ETER)?$", re.I)
@@ -72,6 +73,9 @@ def read_token_secret(secret_id: str, region: str | None, *, what: str) -> str:
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
+    if looks_like_credential(secret_id):  # the token itself where its secret's name belongs: never echo it
+        raise UserError(f"{what}: holds what looks like a token itself (not shown); give the name of the "
+                        "Secrets Manager secret that holds it")
     # botocore's DEBUG log prints response bodies, i.e. the secret: keep it quiet for this one call.
     quiet = [logging.getLogger(n) for n in ("botocore", "boto3", "urllib3")]
     levels = [q.level for q in quiet]

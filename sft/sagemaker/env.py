@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from sft.core.errors import UserError
+from sft.core.secrets import redact
 
 ROOT = "/opt/ml"
 ROOT_ENV = "GEOCOMPLY_OPT_ML"
@@ -151,8 +152,8 @@ class OptMl:
     def write_failure(self, message: str) -> None:
         """Write the failure reason once (the first failure is the cause; later ones are fallout)."""
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        if not self.failure_file.exists():
-            self.failure_file.write_text(message.strip() + "\n")
+        if not self.failure_file.exists():  # SageMaker shows it as the FailureReason: no credential in it
+            self.failure_file.write_text(redact(message.strip()) + "\n")
 
 
 def decode_hyperparameter(value: Any) -> Any:

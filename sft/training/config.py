@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from sft.core.errors import UserError
+from sft.core.secrets import looks_like_credential
 
 DEFAULT_MODEL = "deepseek-ai/deepseek-llm-7b-base"
 QUANTIZE_CHOICES = (None, "4bit")
@@ -84,6 +85,14 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         from sft.models import check_model_id
+
+        # Every path (YAML, --set, hyperparameters, the launcher) builds a TrainConfig: a token pasted into
+        # hf_token_secret (or any text field) stops here, before it is used as a SecretId, printed in an error
+        # or written to train_config.json / the job's failure file. The message never repeats the value.
+        for f in fields(self):
+            if looks_like_credential(getattr(self, f.name)):
+                raise UserError(f"{f.name}: holds what looks like a token itself (not shown); tokens go in the "
+                                "HF_TOKEN environment variable or a Secrets Manager secret named by hf_token_secret")
 
         check_model_id(self.model)
         self.target_modules = normalize_targets(self.target_modules)

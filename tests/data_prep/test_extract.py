@@ -182,3 +182,47 @@ def _one_chunk_file(tmp_path: Path) -> Path:
     shutil.copy(LAWS / "us_18usc2258a.txt", d)
     run_extract(d, out, progress=False)
     return out
+
+
+def test_nothing_extracted_is_an_error_not_an_empty_file(tmp_path: Path):
+    from sft.core.errors import UserError
+
+    d = tmp_path / "in"
+    d.mkdir()
+    (d / "meeting_notes.txt").write_text("not a law\n")
+    out = tmp_path / "chunks.jsonl"
+    with pytest.raises(UserError, match=r"no law text extracted: 1 file\(s\), none usable \(first: meeting_notes"):
+        run_extract(d, out, workers=1, progress=False)
+    assert not out.exists()
+
+
+def test_killed_extract_leaves_no_worker_behind(tmp_path: Path):
+    """SIGKILL of the parent (no cleanup runs): its pool workers get SIGTERM from the kernel and go."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    psutil = pytest.importorskip("psutil")
+    d = tmp_path / "in"
+    shutil.copytree(PDFS, d)
+    code = ("import sys; from pathlib import Path; from data_prep.extract import run_extract; "
+            "run_extract(Path(sys.argv[1]), Path(sys.argv[2]), workers=2, progress=False)")
+    repo = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen([sys.executable, "-c", code, str(d), str(tmp_path / "chunks.jsonl")],
+                            env={**os.environ, "PYTHONPATH": str(repo)})
+    parent = psutil.Process(proc.pid)
+    workers: list = []
+    deadline = time.time() + 60
+    while len(workers) < 2 and proc.poll() is None and time.time() < deadline:
+        workers = [c for c in parent.children() if c.cmdline() and "multiprocessing" in " ".join(c.cmdline())] \
+            or parent.children()
+        time.sleep(0.05)
+    if proc.poll() is not None:
+        pytest.skip("extraction finished before its workers could be seen")
+    time.sleep(0.5)  # let the workers run their initializer
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    gone, alive = psutil.wait_procs(workers, timeout=10)
+    assert not alive, f"{len(alive)} worker(s) outlived their killed parent"

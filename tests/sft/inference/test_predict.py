@@ -140,3 +140,22 @@ def test_a_prompt_whose_law_the_budget_cut_says_so(predictor, tmp_path):
     assert run_predict(cfg, tight)["no_law_in_prompt"] == 1
     row = json.loads(cfg.jsonl_path.read_text())
     assert row["context_ids"] == [] and row["prompt_cut"]["law_items"] == 1 and row["citation"] is None
+
+
+def test_duplicate_ids_and_stray_quotes_are_not_skipped_silently(predictor, tmp_path):
+    from sft.core.contract import ContractError
+
+    feats = tmp_path / "dups.csv"
+    feats.write_text("id,name,description\nd1,Teen curfew,Night mode\nd2,Dark mode,Theme\nd1,Age gate,Other text\n")
+    cfg = PredictConfig("unused", feats, tmp_path / "out")
+    with pytest.raises(ContractError, match=r"id 'd1': already used"):
+        run_predict(cfg, predictor)
+    assert not cfg.jsonl_path.exists()
+    cfg = PredictConfig("unused", feats, tmp_path / "out", on_duplicate="last")
+    run_predict(cfg, predictor)
+    rows = [json.loads(x) for x in cfg.jsonl_path.read_text().splitlines()]
+    assert [(r["id"], r["name"]) for r in rows] == [("d2", "Dark mode"), ("d1", "Age gate")]
+    quote = tmp_path / "quote.csv"
+    quote.write_text('id,name,description\nq1,a,b\nq2,"c,d\nq3,e,f\n')
+    with pytest.raises(ContractError, match=r"quote\.csv:3: unterminated quote"):
+        run_predict(PredictConfig("unused", quote, tmp_path / "q"), predictor)

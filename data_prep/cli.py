@@ -71,8 +71,10 @@ def search(
     index: Annotated[Path | None, typer.Option(help="Local index directory (geoprep index).")] = None,
     jurisdiction: Annotated[str | None, typer.Option(help="Filter: 'US' also matches US-CA etc.")] = None,
     k: Annotated[int, typer.Option("-k", help="Number of results.", min=1)] = 5,
-    retriever: Annotated[str, typer.Option(help="Backend: local or kendra.")] = "local",
+    retriever: Annotated[str, typer.Option(help="Backend: local, kendra or bedrock-kb.")] = "local",
     kendra_index_id: Annotated[str | None, typer.Option(help="Kendra index id (--retriever kendra).")] = None,
+    knowledge_base_id: Annotated[str | None, typer.Option(
+        help="Bedrock knowledge base id (--retriever bedrock-kb; load it with geoprep kb-load).")] = None,
     region: Annotated[str | None, typer.Option(help="AWS region for Kendra.")] = None,
     cache: Annotated[Path | None, typer.Option(help="sqlite cache file (no repeat backend calls).")] = None,
 ) -> None:
@@ -81,10 +83,11 @@ def search(
     from rich.table import Table
 
     from data_prep.registry import load_registry
-    from sft.core.retrieval import open_retriever
+    from sft.core.retrieval import check_retriever, open_retriever
 
+    check_retriever(retriever, kendra_index_id, knowledge_base_id)
     r = open_retriever(retriever, index_dir=index, kendra_index_id=kendra_index_id, cache_path=cache,
-                       region=region,
+                       region=region, knowledge_base_id=knowledge_base_id,
                        jurisdictions=load_registry().jurisdictions())
     hits = r.search(query, k=k, jurisdiction=jurisdiction)
     if not hits:
@@ -146,8 +149,10 @@ def build(
     out: Annotated[Path, typer.Option(help="Output folder for train/validation JSONL and the QC report.")] = Path(
         "data"),
     index: Annotated[Path | None, typer.Option(help="Local index directory (geoprep index).")] = None,
-    retriever: Annotated[str, typer.Option(help="Backend: local or kendra.")] = "local",
+    retriever: Annotated[str, typer.Option(help="Backend: local, kendra or bedrock-kb.")] = "local",
     kendra_index_id: Annotated[str | None, typer.Option(help="Kendra index id (--retriever kendra).")] = None,
+    knowledge_base_id: Annotated[str | None, typer.Option(
+        help="Bedrock knowledge base id (--retriever bedrock-kb; load it with geoprep kb-load).")] = None,
     region: Annotated[str | None, typer.Option(help="AWS region for Kendra.")] = None,
     glossary: Annotated[Path | None, typer.Option(help="Terminology CSV (term,definition).")] = None,
     top_k: Annotated[int, typer.Option(help="Law snippets per example.", min=1)] = 3,
@@ -165,7 +170,8 @@ def build(
     cfg = BuildConfig(top_k=top_k, nei_share=nei_share, validation_fraction=validation_fraction, seed=seed,
                       max_length=max_length if tokenizer else None)
     build_command(features, obligations, chunks, out, cfg, index=index, retriever=retriever,
-                  kendra_index_id=kendra_index_id, region=region, glossary=glossary, tokenizer=tokenizer)
+                  kendra_index_id=kendra_index_id, region=region, glossary=glossary, tokenizer=tokenizer,
+                  knowledge_base_id=knowledge_base_id)
 
 
 @app.command()
@@ -203,8 +209,11 @@ def kendra_load(
 def pipeline(
     input_dir: Annotated[Path, typer.Argument(help="Folder of law PDFs/texts (e.g. examples/corpus).")],
     out: Annotated[Path, typer.Option(help="Output folder (all stage files, splits, QC report).")] = Path("data"),
-    retriever: Annotated[str, typer.Option(help="Backend: local (BM25 index built here) or kendra.")] = "local",
+    retriever: Annotated[str, typer.Option(
+        help="Backend: local (BM25 index built here), kendra or bedrock-kb.")] = "local",
     kendra_index_id: Annotated[str | None, typer.Option(help="Kendra index id (--retriever kendra).")] = None,
+    knowledge_base_id: Annotated[str | None, typer.Option(
+        help="Bedrock knowledge base id (--retriever bedrock-kb; load it with geoprep kb-load).")] = None,
     region: Annotated[str | None, typer.Option(help="AWS region for Kendra.")] = None,
     glossary: Annotated[Path | None, typer.Option(help="Terminology CSV; default INPUT/glossary/terminology.csv.")] = None,
     features_file: Annotated[Path | None, typer.Option("--features", help="Your own features (CSV/JSONL).")] = None,
@@ -223,7 +232,7 @@ def pipeline(
 
     cfg = PipelineConfig(
         input_dir=input_dir, out_dir=out, retriever=retriever, kendra_index_id=kendra_index_id, region=region,
-        glossary=glossary, features_file=features_file, per_law=per_law or None, tokenizer=tokenizer,
+        knowledge_base_id=knowledge_base_id, glossary=glossary, features_file=features_file, per_law=per_law or None, tokenizer=tokenizer,
         build=BuildConfig(top_k=top_k, nei_share=nei_share, seed=seed, max_length=max_length if tokenizer else None),
     )
     pipeline_command(cfg)

@@ -4,8 +4,10 @@
   self-contained (bm25 files + ``chunks.jsonl`` + ``meta.json``) so it can be copied into a model
   directory and shipped to serving.
 * :class:`KendraRetriever`: Amazon Kendra's Retrieve API, mapped to the same :class:`LawContext` items.
-* :class:`CachedRetriever`: sqlite cache keyed by (backend, index, query, k, filter). Kendra bills per
-  query, so a re-run makes no repeat calls and an interrupted run resumes where it stopped.
+* :class:`BedrockKBRetriever`: Amazon Bedrock Knowledge Bases' Retrieve API (bedrock-agent-runtime), for
+  accounts that cannot create a Kendra index; the chunks get there with ``geoprep kb-load``.
+* :class:`CachedRetriever`: sqlite cache keyed by (backend, index, query, k, filter). Kendra and Bedrock bill
+  per query, so a re-run makes no repeat calls and an interrupted run resumes where it stopped.
 
 Jurisdiction filter: a *prefix* match on the code's dash-separated parts. ``"US"`` matches ``US`` and every
 ``US-*`` state (federal law applies in every state); ``"US-CA"`` matches only ``US-CA``; ``"EU"`` only EU.
@@ -37,6 +39,18 @@ KENDRA_ATTR_PAGE = "page"
 KENDRA_ATTR_URI = "_source_uri"  # Kendra's own (reserved) fields from here on
 KENDRA_ATTR_LANGUAGE = "_language_code"
 KENDRA_ATTR_DATE = "_created_at"
+# The metadata attributes ``geoprep kb-load`` writes in each chunk's ``.metadata.json`` sidecar and
+# BedrockKBRetriever reads back (and filters on): one contract, like the Kendra attributes above.
+KB_ATTR_JURISDICTION = "jurisdiction"
+KB_ATTR_LAW_ID = "law_id"
+KB_ATTR_CITATION = "citation"
+KB_ATTR_PAGE = "page"
+KB_ATTR_CHUNK_ID = "chunk_id"
+KB_ATTR_TITLE = "title"
+KB_ATTR_URI = "uri"
+KB_ATTR_DATE = "date"
+KB_MAX_RESULTS = 100  # Retrieve: vectorSearchConfiguration.numberOfResults is 1..100
+KB_MAX_QUERY_CHARS = 20000  # Retrieve: retrievalQuery.text is at most 20,000 characters
 INDEX_FORMAT = 1
 
 
@@ -250,6 +264,89 @@ def _kendra_item(item: dict[str, Any]) -> LawContext:
     )
 
 
+class BedrockKBRetriever:
+    """Amazon Bedrock Knowledge Bases ``Retrieve`` (bedrock-agent-runtime). Documents carry the metadata
+    attributes ``geoprep kb-load`` writes (``jurisdiction``, ``law_id``, ``citation``, ``page``, ``chunk_id``,
+    ``title``, ``uri``, ``date``); missing ones fall back to the S3 key and Bedrock's own chunk id."""
+
+    name = "bedrock-kb"
+
+    def __init__(self, knowledge_base_id: str, client: Any = None, region: str | None = None,
+                 jurisdictions: Iterable[str] = (), max_pages: int = 10):
+        if not re.fullmatch(r"[0-9a-zA-Z]{10}", knowledge_base_id or ""):
+            raise UserError(f"bedrock-kb: {knowledge_base_id!r} is not a knowledge base id (10 letters/digits, "
+                            "e.g. 'ABCDEFGHIJ'; --knowledge-base-id)")
+        self.knowledge_base_id, self.max_pages = knowledge_base_id, max_pages
+        if client is None:
+            import boto3
+            from botocore.config import Config
+
+            # Adaptive retries back off on ThrottlingException (Retrieve's default quota is 20 requests/s).
+            client = boto3.client("bedrock-agent-runtime", region_name=region,
+                                  config=Config(retries={"max_attempts": 8, "mode": "adaptive"}))
+        self.client = client
+        # The jurisdictions the knowledge base may hold (a law registry's), for the prefix rule of the filter.
+        self.jurisdictions = sorted({j.upper() for j in jurisdictions})
+
+    @property
+    def cache_key(self) -> str:
+        return self.knowledge_base_id
+
+    def _filter(self, jurisdiction: str) -> dict[str, Any]:
+        # Knowledge Bases' startsWith would let "US" match "USX"; the same prefix rule as the local index is an
+        # orAll of equals over the known jurisdictions it covers (plus the one asked for).
+        wanted = jurisdiction.strip().upper()
+        values = sorted({wanted, *(j for j in self.jurisdictions if jurisdiction_matches(j, wanted))})
+        terms = [{"equals": {"key": KB_ATTR_JURISDICTION, "value": v}} for v in values]
+        return terms[0] if len(terms) == 1 else {"orAll": terms}  # orAll needs at least 2 members
+
+    def search(self, query: str, k: int = 5, jurisdiction: str | None = None) -> list[LawContext]:
+        if not query.strip():
+            raise UserError("empty query")
+        vector: dict[str, Any] = {"numberOfResults": min(max(k, 1), KB_MAX_RESULTS)}
+        if jurisdiction:
+            vector["filter"] = self._filter(jurisdiction)
+        request: dict[str, Any] = {"knowledgeBaseId": self.knowledge_base_id,
+                                   "retrievalQuery": {"text": query[:KB_MAX_QUERY_CHARS]},
+                                   "retrievalConfiguration": {"vectorSearchConfiguration": vector}}
+        out: list[LawContext] = []
+        for _ in range(self.max_pages):  # bounded: a service that keeps returning nextToken cannot loop us
+            resp = self.client.retrieve(**request)
+            out += [_kb_item(r) for r in resp.get("retrievalResults", [])]
+            token = resp.get("nextToken")
+            if len(out) >= k or not token:
+                break
+            request["nextToken"] = token
+        out = [c for c in out if jurisdiction_matches(c.jurisdiction, jurisdiction)]
+        out.sort(key=lambda c: -(c.score or 0.0))
+        return out[:k]
+
+
+def _kb_item(result: dict[str, Any]) -> LawContext:
+    meta = result.get("metadata") or {}
+    loc = result.get("location") or {}
+    uri = (loc.get("s3Location") or {}).get("uri") or (loc.get("webLocation") or {}).get("url")
+    key_stem = re.sub(r"\.txt$", "", (uri or "").rsplit("/", 1)[-1])
+    chunk_id = meta.get(KB_ATTR_CHUNK_ID) or key_stem or meta.get("x-amz-bedrock-kb-chunk-id") or "bedrock-kb"
+    title = meta.get(KB_ATTR_TITLE) or key_stem or chunk_id
+    page = meta.get(KB_ATTR_PAGE)
+    date = meta.get(KB_ATTR_DATE)
+    return LawContext(
+        id=str(chunk_id),
+        law_id=str(meta.get(KB_ATTR_LAW_ID) or re.sub(r"[^a-z0-9]+", "_", str(title).lower()).strip("_")
+                   or "bedrock_kb"),
+        title=str(title),
+        citation=str(meta.get(KB_ATTR_CITATION) or title),
+        jurisdiction=str(meta.get(KB_ATTR_JURISDICTION) or "UNKNOWN"),
+        date=str(date)[:10] if date else None,
+        uri=meta.get(KB_ATTR_URI) or uri,
+        page=int(page) if page not in (None, "") else None,  # numbers come back as JSON floats (60.0)
+        source=f"bedrock-kb:{uri or chunk_id}",
+        snippet=(result.get("content") or {}).get("text", ""),
+        score=float(result.get("score") or 0.0),
+    )
+
+
 class CachedRetriever:
     """sqlite cache in front of any retriever. Every answer is committed as soon as it arrives, so an
     interrupted run loses nothing and a re-run makes no repeat backend calls."""
@@ -287,9 +384,24 @@ class CachedRetriever:
         self._db.close()
 
 
+RETRIEVERS = ("local", "kendra", "bedrock-kb")
+MANAGED = ("kendra", "bedrock-kb")  # billed per query: behind the sqlite cache in geoprep
+
+
+def check_retriever(kind: str, kendra_index_id: str | None = None, knowledge_base_id: str | None = None) -> None:
+    """One error for every CLI: an unknown backend, or a managed one without its id."""
+    if kind not in RETRIEVERS:
+        raise UserError(f"--retriever must be one of {', '.join(RETRIEVERS)}, got {kind!r}")
+    if kind == "kendra" and not kendra_index_id:
+        raise UserError("--retriever kendra needs --kendra-index-id (or KENDRA_INDEX_ID)")
+    if kind == "bedrock-kb" and not knowledge_base_id:
+        raise UserError("--retriever bedrock-kb needs --knowledge-base-id (or KNOWLEDGE_BASE_ID)")
+
+
 def open_retriever(kind: str = "local", *, index_dir: str | Path | None = None,
                    kendra_index_id: str | None = None, cache_path: str | Path | None = None,
-                   region: str | None = None, jurisdictions: Iterable[str] = ()) -> Retriever:
+                   region: str | None = None, jurisdictions: Iterable[str] = (),
+                   knowledge_base_id: str | None = None) -> Retriever:
     """The retriever a user asked for, behind the sqlite cache when ``cache_path`` is given."""
     if kind == "local":
         if index_dir is None:
@@ -297,6 +409,8 @@ def open_retriever(kind: str = "local", *, index_dir: str | Path | None = None,
         inner: Retriever = LocalRetriever(index_dir)
     elif kind == "kendra":
         inner = KendraRetriever(kendra_index_id or "", region=region, jurisdictions=jurisdictions)
+    elif kind == "bedrock-kb":
+        inner = BedrockKBRetriever(knowledge_base_id or "", region=region, jurisdictions=jurisdictions)
     else:
-        raise UserError(f"unknown retriever {kind!r}; expected 'local' or 'kendra'")
+        raise UserError(f"unknown retriever {kind!r}; expected one of {', '.join(RETRIEVERS)}")
     return CachedRetriever(inner, cache_path) if cache_path else inner

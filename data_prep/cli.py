@@ -205,6 +205,30 @@ def kendra_load(
     kendra_load_command(chunks, kendra_index_id, region, fields, delete_stale)
 
 
+@app.command("kb-load")
+def kb_load(
+    chunks: Annotated[Path, typer.Argument(help="Chunks JSONL from geoprep extract.")],
+    bucket: Annotated[str | None, typer.Option(
+        help="s3://BUCKET/PREFIX of the knowledge base's S3 data source (one .txt + .metadata.json per chunk).")
+    ] = None,
+    knowledge_base_id: Annotated[str | None, typer.Option(help="Bedrock knowledge base id.")] = None,
+    data_source_id: Annotated[str | None, typer.Option(help="Its S3 data source id (StartIngestionJob).")] = None,
+    region: Annotated[str | None, typer.Option(help="AWS region of the knowledge base.")] = None,
+    endpoint_url: Annotated[str | None, typer.Option(help="S3-compatible endpoint (tests).")] = None,
+    delete_stale: Annotated[bool, typer.Option(help="Delete objects loaded earlier whose chunk is gone.")] = False,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait for the ingestion job and report "
+                                       "failed documents.")] = True,
+) -> None:
+    """Load law chunks into a Bedrock knowledge base (S3 objects + metadata sidecars, then an ingestion job)
+    for --retriever bedrock-kb; a re-run sends only what changed."""
+    from data_prep.kbload import kb_load_command
+    from sft.core.console import setup_logging
+
+    setup_logging()
+    kb_load_command(chunks, bucket, knowledge_base_id, data_source_id, region=region, endpoint_url=endpoint_url,
+                    delete_stale=delete_stale, wait=wait)
+
+
 @app.command()
 def pipeline(
     input_dir: Annotated[Path, typer.Argument(help="Folder of law PDFs/texts (e.g. examples/corpus).")],

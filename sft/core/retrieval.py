@@ -49,6 +49,8 @@ KB_ATTR_CHUNK_ID = "chunk_id"
 KB_ATTR_TITLE = "title"
 KB_ATTR_URI = "uri"
 KB_ATTR_DATE = "date"
+KB_ATTR_ARTICLE = "article"
+KB_ATTR_SECTION = "section"
 KB_MAX_RESULTS = 100  # Retrieve: vectorSearchConfiguration.numberOfResults is 1..100
 KB_MAX_QUERY_CHARS = 20000  # Retrieve: retrievalQuery.text is at most 20,000 characters
 INDEX_FORMAT = 1
@@ -322,6 +324,10 @@ class BedrockKBRetriever:
         return out[:k]
 
 
+def _opt_str(value: Any) -> str | None:
+    return None if value in (None, "") else str(value)
+
+
 def _kb_item(result: dict[str, Any]) -> LawContext:
     meta = result.get("metadata") or {}
     loc = result.get("location") or {}
@@ -337,6 +343,8 @@ def _kb_item(result: dict[str, Any]) -> LawContext:
                    or "bedrock_kb"),
         title=str(title),
         citation=str(meta.get(KB_ATTR_CITATION) or title),
+        article=_opt_str(meta.get(KB_ATTR_ARTICLE)),
+        section=_opt_str(meta.get(KB_ATTR_SECTION)),
         jurisdiction=str(meta.get(KB_ATTR_JURISDICTION) or "UNKNOWN"),
         date=str(date)[:10] if date else None,
         uri=meta.get(KB_ATTR_URI) or uri,

@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from sft.core.console import new_app, run_app
+from sft.core.errors import UserError
 
 app = new_app("Turn regulation PDFs into grounded, QC-checked training data for geosft.")
 
@@ -227,6 +228,62 @@ def kb_load(
     setup_logging()
     kb_load_command(chunks, bucket, knowledge_base_id, data_source_id, region=region, endpoint_url=endpoint_url,
                     delete_stale=delete_stale, wait=wait)
+
+
+@app.command("eval-retrieval")
+def eval_retrieval(
+    retriever: Annotated[list[str], typer.Option(
+        help="Retriever(s) to score, repeatable: local, kendra, bedrock-kb.")] = ["local"],  # noqa: B006
+    index: Annotated[Path | None, typer.Option(help="Local index directory (default: PIPELINE/index).")] = None,
+    pipeline_dir: Annotated[Path | None, typer.Option(
+        "--pipeline", help="A geoprep pipeline output folder: its features/obligations/index are used.")] = None,
+    features: Annotated[Path | None, typer.Option(help="Generated features JSONL (default PIPELINE/features.jsonl).")
+                        ] = None,
+    obligations: Annotated[Path | None, typer.Option(
+        help="Obligations JSONL (default PIPELINE/obligations.jsonl).")] = None,
+    specs: Annotated[Path | None, typer.Option(
+        help="Labelled spec CSV with gold citations, e.g. examples/realistic/specs.csv.")] = None,
+    glossary: Annotated[Path | None, typer.Option(help="Terminology CSV (its notes join the query, as in predict).")
+                        ] = None,
+    kendra_index_id: Annotated[str | None, typer.Option(help="Kendra index id (--retriever kendra).")] = None,
+    knowledge_base_id: Annotated[str | None, typer.Option(help="Bedrock knowledge base id (--retriever bedrock-kb).")
+                                 ] = None,
+    region: Annotated[str | None, typer.Option(help="AWS region for Kendra / Bedrock.")] = None,
+    out: Annotated[Path, typer.Option(help="Folder for eval_retrieval.json and .md.")] = Path("eval_retrieval"),
+) -> None:
+    """Hit@1/3/10, MRR and queries/s of the governing provision per retriever, through the prompt's own
+    retrieval rule: on generated features (their source chunk) and on a labelled spec set (gold citations)."""
+    from data_prep.evalretrieval import (
+        generated_queries,
+        realistic_queries,
+        report_markdown,
+        run_eval_retrieval,
+    )
+    from data_prep.registry import load_registry
+    from sft.core.glossary import Glossary
+    from sft.core.retrieval import check_retriever, open_retriever
+
+    if pipeline_dir is not None:
+        features = features or pipeline_dir / "features.jsonl"
+        obligations = obligations or pipeline_dir / "obligations.jsonl"
+        index = index or pipeline_dir / "index"
+    datasets = {}
+    if features or obligations:
+        if not (features and obligations):
+            raise UserError("eval-retrieval: --features needs --obligations (or pass --pipeline DIR)")
+        datasets["generated"] = generated_queries(features, obligations)
+    if specs:
+        datasets["realistic"] = realistic_queries(specs)
+    if not datasets:
+        raise UserError("eval-retrieval: nothing to score: pass --pipeline DIR, --features/--obligations or --specs")
+    retrievers = {}
+    for kind in dict.fromkeys(retriever):
+        check_retriever(kind, kendra_index_id, knowledge_base_id)
+        retrievers[kind] = open_retriever(kind, index_dir=index, kendra_index_id=kendra_index_id, region=region,
+                                          knowledge_base_id=knowledge_base_id,
+                                          jurisdictions=load_registry().jurisdictions())
+    scores = run_eval_retrieval(retrievers, datasets, out, Glossary.load(glossary) if glossary else None)
+    typer.echo(report_markdown(scores) + f"-> {out / 'eval_retrieval.json'}, {out / 'eval_retrieval.md'}")
 
 
 @app.command()

@@ -58,11 +58,13 @@ def index(
     out: Annotated[Path, typer.Option(help="Index directory to write (self-contained, shippable).")] = Path(
         "law_index"
     ),
+    dense: Annotated[bool, typer.Option(help="Also store WordLlama vectors, for geoprep eval-retrieval "
+                                        "--retriever local-hybrid (needs wordllama; BM25 measured better).")] = False,
 ) -> None:
     """Build the local BM25 index over law chunks."""
     from sft.core.retrieval import build_local_index
 
-    n = build_local_index(chunks, out)
+    n = build_local_index(chunks, out, dense=dense)
     typer.echo(f"indexed {n} chunks -> {out}")
 
 
@@ -233,7 +235,8 @@ def kb_load(
 @app.command("eval-retrieval")
 def eval_retrieval(
     retriever: Annotated[list[str], typer.Option(
-        help="Retriever(s) to score, repeatable: local, kendra, bedrock-kb.")] = ["local"],  # noqa: B006
+        help="Retriever(s) to score, repeatable: local (the index's default), local-bm25, local-hybrid, kendra, "
+             "bedrock-kb.")] = ["local"],  # noqa: B006
     index: Annotated[Path | None, typer.Option(help="Local index directory (default: PIPELINE/index).")] = None,
     pipeline_dir: Annotated[Path | None, typer.Option(
         "--pipeline", help="A geoprep pipeline output folder: its features/obligations/index are used.")] = None,
@@ -261,7 +264,7 @@ def eval_retrieval(
     )
     from data_prep.registry import load_registry
     from sft.core.glossary import Glossary
-    from sft.core.retrieval import check_retriever, open_retriever
+    from sft.core.retrieval import LocalRetriever, check_retriever, open_retriever
 
     if pipeline_dir is not None:
         features = features or pipeline_dir / "features.jsonl"
@@ -278,6 +281,11 @@ def eval_retrieval(
         raise UserError("eval-retrieval: nothing to score: pass --pipeline DIR, --features/--obligations or --specs")
     retrievers = {}
     for kind in dict.fromkeys(retriever):
+        if kind in ("local-bm25", "local-hybrid"):  # one index, both rankings: compared in one run
+            if index is None:
+                raise UserError(f"eval-retrieval: --retriever {kind} needs --index (or --pipeline)")
+            retrievers[kind] = LocalRetriever(index, mode=kind.split("-")[1])
+            continue
         check_retriever(kind, kendra_index_id, knowledge_base_id)
         retrievers[kind] = open_retriever(kind, index_dir=index, kendra_index_id=kendra_index_id, region=region,
                                           knowledge_base_id=knowledge_base_id,

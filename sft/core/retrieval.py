@@ -98,8 +98,50 @@ def _tokenize(texts: list[str], stemmer: Any = None):
     return bm25s.tokenize(texts, stopwords="en", stemmer=stemmer, show_progress=False)
 
 
-def build_local_index(chunks_path: str | Path, out_dir: str | Path) -> int:
-    """Build a self-contained BM25 index directory from a chunks JSONL. Returns the number of chunks."""
+# --------------------------------------------------------------------------- dense (static embeddings)
+# WordLlama's l2_supercat: static token embeddings (32000 x 256, float16, 16 MB) shipped *inside* the
+# wordllama wheel (MIT), mean-pooled: no hub download, no torch, ~0.1 ms a query on one CPU core.
+# model2vec's potion models are comparable but fetched from the hub at run time (no offline wheel).
+DENSE_MODEL = "wordllama-l2_supercat-256"
+RRF_K = 60  # reciprocal rank fusion constant (Cormack et al. 2009): 1/(60 + rank) from each ranking
+FUSE_DEPTH = 100  # each ranking's best 100 enter the fusion; deeper ranks add < 1/160 each
+
+
+class DenseEncoder:
+    """The packaged WordLlama model, loaded from the wheel's own files (its loader looks for the tokenizer in
+    the wrong folder and then tries the hub: we pass both files ourselves, so nothing is ever downloaded)."""
+
+    _shared: DenseEncoder | None = None
+
+    def __init__(self) -> None:
+        try:
+            import wordllama
+            from safetensors import safe_open
+            from tokenizers import Tokenizer
+            from wordllama.inference import WordLlamaInference
+        except ImportError:
+            raise UserError("this index holds dense vectors: pip install wordllama") from None
+        root = Path(wordllama.__file__).parent
+        with safe_open(str(root / "weights" / "l2_supercat_256.safetensors"), framework="np") as f:
+            table = f.get_tensor("embedding.weight")
+        tokenizer = Tokenizer.from_file(str(root / "tokenizers" / "l2_supercat_tokenizer_config.json"))
+        self._model = WordLlamaInference(table, tokenizer)
+
+    @classmethod
+    def shared(cls) -> DenseEncoder:
+        if cls._shared is None:
+            cls._shared = cls()
+        return cls._shared
+
+    def encode(self, texts: list[str]) -> Any:
+        import numpy as np
+
+        return np.asarray(self._model.embed(texts, norm=True), dtype=np.float32)
+
+
+def build_local_index(chunks_path: str | Path, out_dir: str | Path, dense: bool = False) -> int:
+    """Build a self-contained BM25 index directory from a chunks JSONL (plus dense vectors for hybrid search
+    with ``dense``; off by default: hybrid measured worse, docs/retrieval.md). Returns the number of chunks."""
     import bm25s
 
     chunks = list(read_chunks(chunks_path))
@@ -118,19 +160,36 @@ def build_local_index(chunks_path: str | Path, out_dir: str | Path) -> int:
     retriever.index(_tokenize(corpus, _stemmer(stemmer)), show_progress=False)
     retriever.save(str(out_dir / "bm25"))
     write_chunks(out_dir / "chunks.jsonl", chunks)
+    retrievers = ["bm25"]
+    if dense:
+        import numpy as np
+
+        # float16: 1,800 chunks x 256 dims = 0.9 MB beside the model; scores lose nothing that ranks.
+        vectors = DenseEncoder.shared().encode(corpus).astype(np.float16)
+        tmp = out_dir / "dense.npy.tmp"
+        with tmp.open("wb") as fh:
+            np.save(fh, vectors)
+        tmp.replace(out_dir / "dense.npy")
+        retrievers.append(DENSE_MODEL)
     laws = sorted({c.law_id for c in chunks})
     write_json_atomic(
         out_dir / "meta.json",
         {"format": INDEX_FORMAT, "backend": "bm25s", "stemmer": stemmer, "chunks": len(chunks), "laws": laws,
-         "source": str(chunks_path)},
+         "retrievers": retrievers, "source": str(chunks_path)},
     )
     return len(chunks)
 
 
+LOCAL_MODES = ("bm25", "hybrid")
+
+
 class LocalRetriever:
+    """BM25 (default), or BM25 + dense vectors fused by reciprocal rank (``hybrid``, an index built with
+    ``dense=True``). BM25 is the default because it measured better on both yardsticks: docs/retrieval.md."""
+
     name = "local"
 
-    def __init__(self, index_dir: str | Path):
+    def __init__(self, index_dir: str | Path, mode: str = "bm25"):
         import bm25s
 
         self.index_dir = Path(index_dir)
@@ -141,14 +200,51 @@ class LocalRetriever:
         self._stem = _stemmer(self.meta.get("stemmer"))
         self.chunks = list(read_chunks(self.index_dir / "chunks.jsonl"))
         self._bm25 = bm25s.BM25.load(str(self.index_dir / "bm25"))
+        if mode not in LOCAL_MODES:
+            raise UserError(f"local retriever mode must be one of {', '.join(LOCAL_MODES)}, got {mode!r}")
+        has_dense = DENSE_MODEL in self.meta.get("retrievers", [])
+        if mode == "hybrid" and not has_dense:
+            raise UserError(f"{self.index_dir}: index has no dense vectors (rebuild it with wordllama installed)")
+        self.mode = mode
+        self._dense = None
+        if self.mode == "hybrid":
+            import numpy as np
+
+            self._dense = np.load(self.index_dir / "dense.npy").astype(np.float32)
+            self._encoder = DenseEncoder.shared()
 
     @property
     def cache_key(self) -> str:
-        return hashlib.sha256((self.index_dir / "chunks.jsonl").read_bytes()).hexdigest()[:16]
+        digest = hashlib.sha256((self.index_dir / "chunks.jsonl").read_bytes()).hexdigest()[:16]
+        return digest if self.mode == "bm25" else f"{digest}:{self.mode}"
 
     def search(self, query: str, k: int = 5, jurisdiction: str | None = None) -> list[LawContext]:
         if not query.strip():
             raise UserError("empty query")
+        if self.mode == "hybrid":
+            return self._hybrid(query, k, jurisdiction)
+        return self._bm25_search(query, k, jurisdiction)
+
+    def _hybrid(self, query: str, k: int, jurisdiction: str | None) -> list[LawContext]:
+        import numpy as np
+
+        allowed = np.array([jurisdiction_matches(c.jurisdiction, jurisdiction) for c in self.chunks])
+        if not allowed.any():
+            return []
+        fused: dict[int, float] = {}
+        lexical = self._bm25_search(query, FUSE_DEPTH, jurisdiction, with_index=True)
+        for rank, (idx, _) in enumerate(lexical, 1):
+            fused[idx] = 1.0 / (RRF_K + rank)
+        sims = self._dense @ self._encoder.encode([query])[0]
+        sims[~allowed] = -np.inf
+        depth = min(FUSE_DEPTH, int(allowed.sum()))
+        top = np.argpartition(-sims, depth - 1)[:depth]
+        for rank, idx in enumerate(top[np.argsort(-sims[top])], 1):
+            fused[int(idx)] = fused.get(int(idx), 0.0) + 1.0 / (RRF_K + rank)
+        best = sorted(fused.items(), key=lambda t: -t[1])[:k]
+        return [self.chunks[i].model_copy(update={"score": s}) for i, s in best]
+
+    def _bm25_search(self, query: str, k: int, jurisdiction: str | None, with_index: bool = False) -> list[Any]:
         tokens = _tokenize([query], self._stem)
         if not tokens.vocab:  # only stopwords / punctuation
             return []
@@ -163,7 +259,8 @@ class LocalRetriever:
         for idx, score in zip(docs[0], scores[0], strict=True):
             if score <= 0 or not allowed[int(idx)]:
                 continue
-            out.append(self.chunks[int(idx)].model_copy(update={"score": float(score)}))
+            out.append((int(idx), float(score)) if with_index else
+                       self.chunks[int(idx)].model_copy(update={"score": float(score)}))
             if len(out) == k:
                 break
         return out

@@ -286,3 +286,49 @@ def test_bedrock_kb_behind_the_cache_makes_no_repeat_calls(bedrock, tmp_path: Pa
     cached.close()
     again = CachedRetriever(BedrockKBRetriever(KB, client=client), tmp_path / "kb.sqlite")  # restarted process
     assert again.search("teen ads", k=5) == a and (again.hits, again.misses) == (1, 0) and a[0].id == "c9"
+
+
+# ------------------------------------------------------------------------------------ hybrid (opt-in)
+
+
+@pytest.fixture(scope="module")
+def dense_index(index_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pytest.importorskip("wordllama")
+    out = tmp_path_factory.mktemp("dense") / "index"
+    build_local_index(index_dir / "chunks.jsonl", out, dense=True)
+    return out
+
+
+def test_dense_index_records_its_retrievers_and_bm25_stays_the_default(index_dir: Path, dense_index: Path):
+    import json
+
+    import numpy as np
+
+    from sft.core.retrieval import DENSE_MODEL
+
+    meta = json.loads((dense_index / "meta.json").read_text())
+    assert meta["retrievers"] == ["bm25", DENSE_MODEL]
+    assert json.loads((index_dir / "meta.json").read_text())["retrievers"] == ["bm25"]
+    vectors = np.load(dense_index / "dense.npy")
+    assert vectors.shape == (meta["chunks"], 256) and vectors.dtype == np.float16
+    q = "advertising based on profiling of minors"
+    assert LocalRetriever(dense_index).search(q, k=5) == LocalRetriever(index_dir).search(q, k=5)
+    assert LocalRetriever(dense_index).mode == "bm25"
+    with pytest.raises(UserError, match="no dense vectors"):
+        LocalRetriever(index_dir, mode="hybrid")
+
+
+def test_hybrid_fuses_both_rankings_within_the_jurisdiction_filter(dense_index: Path):
+    from sft.core.retrieval import RRF_K
+
+    hybrid, bm25 = LocalRetriever(dense_index, mode="hybrid"), LocalRetriever(dense_index)
+    q = "advertising based on profiling of minors"
+    hits = hybrid.search(q, k=5, jurisdiction="EU")
+    assert hits and {h.jurisdiction for h in hits} == {"EU"}
+    scores = [h.score for h in hits]
+    assert scores == sorted(scores, reverse=True) and scores[0] <= 2 / (RRF_K + 1)
+    assert "DSA Art. 28(2)" in [h.citation for h in hits]
+    # a word BM25 has never seen still gets dense neighbours (BM25 alone returns nothing)
+    assert bm25.search("zxqv teenagers", k=3) == [] and len(hybrid.search("zxqv teenagers", k=3)) == 3
+    assert hybrid.search(q, jurisdiction="US-TX") == []
+    assert hybrid.cache_key != bm25.cache_key  # a cache never serves one mode's answers to the other

@@ -284,3 +284,51 @@ def test_endpoint_with_kendra_index_retrieves_from_kendra(opt_ml, monkeypatch):
     assert row["citation"] in (None, kendra_chunk.citation)
     assert queries and all(q["IndexId"] == "b1c2d3e4-0000-4000-8000-000000000001" for q in queries)
     assert "Teen safety defaults" in queries[0]["QueryText"]  # the feature is the query
+
+
+def test_endpoint_with_knowledge_base_retrieves_from_bedrock(opt_ml, monkeypatch):
+    """KNOWLEDGE_BASE_ID on the endpoint: law context comes from Bedrock Knowledge Bases' Retrieve (a real
+    boto3 bedrock-agent-runtime client under botocore's Stubber, requests validated against its service model)."""
+    import boto3
+    from botocore.stub import Stubber
+
+    from sft.inference.serve import ServerState, make_server
+
+    monkeypatch.setenv("KNOWLEDGE_BASE_ID", "KB12345678")
+    monkeypatch.delenv("KENDRA_INDEX_ID", raising=False)
+    for key, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
+                       ("AWS_DEFAULT_REGION", "us-west-2")):
+        monkeypatch.setenv(key, value)
+    client = boto3.client("bedrock-agent-runtime", region_name="us-west-2")
+    make_client = boto3.client
+    monkeypatch.setattr(boto3, "client", lambda name, *a, **kw: client if name == "bedrock-agent-runtime"
+                        else make_client(name, *a, **kw))
+    stub, queries = Stubber(client), []
+
+    def answer(params, **_):
+        queries.append(params)
+        result = {"content": {"text": "Providers of online platforms accessible to minors shall ensure a high level "
+                                      "of privacy, safety and security of minors."}, "score": 0.8,
+                  "location": {"type": "S3", "s3Location": {"uri": "s3://kb/chunks/eu_dsa_art28-1.txt"}},
+                  "metadata": {"chunk_id": "eu_dsa#art28-1", "law_id": "eu_dsa", "citation": "DSA Art. 28(1)",
+                               "jurisdiction": "EU", "title": "EU Digital Services Act"}}
+        stub.add_response("retrieve", {"retrievalResults": [result]}, dict(params))
+
+    client.meta.events.register("provide-client-params.bedrock-agent-runtime.Retrieve", answer)
+    with stub:
+        state = ServerState(model_dir=opt_ml / "model", max_body=4096)
+        srv = make_server(state, "127.0.0.1", 0)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        try:
+            state.load()
+            assert state.ready.is_set(), state.load_error
+            feature = {"id": "k1", "name": "Teen safety defaults", "description": "Private accounts by default for "
+                       "minors in the EU."}
+            status, _, body = call(f"http://127.0.0.1:{srv.server_address[1]}", "/invocations", json.dumps(feature))
+        finally:
+            srv.shutdown()
+            srv.server_close()
+    assert status == 200, body
+    assert json.loads(body)["context_ids"] == ["eu_dsa#art28-1"]  # not the packaged index's chunks
+    assert queries and all(q["knowledgeBaseId"] == "KB12345678" for q in queries)
+    assert "Teen safety defaults" in queries[0]["retrievalQuery"]["text"]

@@ -255,17 +255,9 @@ def load_chunks(s3: Any, agent: Any, chunks_path: str | Path, bucket_uri: str, k
 
 
 def _aws_error(e: Exception, kb_id: str, region: str | None) -> UserError:
-    from botocore.exceptions import ClientError, NoCredentialsError, NoRegionError
+    from data_prep.aws import aws_user_error
 
-    if isinstance(e, NoRegionError):
-        return UserError("kb-load: no AWS region (pass --region or set AWS_DEFAULT_REGION)")
-    if isinstance(e, NoCredentialsError):
-        return UserError("kb-load: no AWS credentials (set AWS_PROFILE or the AWS_* variables)")
-    if isinstance(e, ClientError):
-        err = e.response.get("Error", {})
-        where = f"knowledge base {kb_id}" + (f" in {region}" if region else "")
-        return UserError(f"kb-load {e.operation_name} on {where}: {err.get('Code')}: {err.get('Message')}")
-    return UserError(f"kb-load: {e}")
+    return aws_user_error(e, "kb-load", f"knowledge base {kb_id}" + (f" in {region}" if region else ""))
 
 
 def kb_load_command(chunks: Path, bucket: str | None, kb_id: str | None, ds_id: str | None, *,

@@ -393,17 +393,9 @@ def _progress(enabled: bool):
 
 
 def _aws_error(e: Exception, index_id: str, region: str | None) -> UserError:
-    from botocore.exceptions import ClientError, NoCredentialsError, NoRegionError
+    from data_prep.aws import aws_user_error
 
-    if isinstance(e, NoRegionError):
-        return UserError("kendra: no AWS region (pass --region or set AWS_DEFAULT_REGION)")
-    if isinstance(e, NoCredentialsError):
-        return UserError("kendra: no AWS credentials (set AWS_PROFILE or the AWS_* variables)")
-    if isinstance(e, ClientError):
-        err = e.response.get("Error", {})
-        where = f"index {index_id}" + (f" in {region}" if region else "")
-        return UserError(f"kendra {e.operation_name} on {where}: {err.get('Code')}: {err.get('Message')}")
-    return UserError(f"kendra: {e}")
+    return aws_user_error(e, "kendra", f"index {index_id}" + (f" in {region}" if region else ""))
 
 
 def kendra_load_command(chunks: Path, index_id: str | None, region: str | None, fields: bool,

@@ -266,6 +266,20 @@ class LocalRetriever:
         return out
 
 
+def prefix_values(jurisdiction: str, known: Iterable[str]) -> list[str]:
+    """The exact codes the prefix rule admits for ``jurisdiction``: itself plus the known ones under it
+    ("US" -> US, US-CA, US-FL ...). For backends whose filters have equality, not our prefix rule."""
+    wanted = jurisdiction.strip().upper()
+    return sorted({wanted, *(j for j in known if jurisdiction_matches(j, wanted))})
+
+
+def _adaptive_client(service: str, region: str | None) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(service, region_name=region, config=Config(retries={"max_attempts": 8, "mode": "adaptive"}))
+
+
 def kendra_query_text(query: str) -> str:
     """Kendra rejects QueryText over 30 words; keep the first 30 (the feature name and summary lead)."""
     words = query.split()
@@ -288,14 +302,8 @@ class KendraRetriever:
         if not 1 <= page_size <= 100:
             raise UserError(f"kendra: page_size must be 1..100, got {page_size}")
         self.index_id, self.page_size, self.language = index_id, page_size, language
-        if client is None:
-            import boto3
-            from botocore.config import Config
-
-            # Adaptive retries back off on ThrottlingException (Kendra's query quota is small).
-            client = boto3.client("kendra", region_name=region,
-                                  config=Config(retries={"max_attempts": 8, "mode": "adaptive"}))
-        self.client = client
+        # Adaptive retries back off on ThrottlingException (Kendra's query quota is small).
+        self.client = client or _adaptive_client("kendra", region)
         # The jurisdictions the index may hold (a law registry's), for the prefix rule of the filter below.
         self.jurisdictions = sorted({j.upper() for j in jurisdictions})
 
@@ -309,9 +317,8 @@ class KendraRetriever:
             return lang
         # Kendra has no prefix operator on strings: "US" becomes US OR US-CA OR US-FL ... over the
         # jurisdictions the index may hold (plus the one asked for), the same rule as the local index.
-        wanted = jurisdiction.strip().upper()
-        values = sorted({wanted, *(j for j in self.jurisdictions if jurisdiction_matches(j, wanted))})
-        terms = [{"EqualsTo": {"Key": KENDRA_ATTR_JURISDICTION, "Value": {"StringValue": v}}} for v in values]
+        terms = [{"EqualsTo": {"Key": KENDRA_ATTR_JURISDICTION, "Value": {"StringValue": v}}}
+                 for v in prefix_values(jurisdiction, self.jurisdictions)]
         jur = terms[0] if len(terms) == 1 else {"OrAllFilters": terms}
         return {"AndAllFilters": [lang, jur]}
 
@@ -376,16 +383,9 @@ class BedrockKBRetriever:
             raise UserError(f"bedrock-kb: {knowledge_base_id!r} is not a knowledge base id (10 letters/digits, "
                             "e.g. 'ABCDEFGHIJ'; --knowledge-base-id)")
         self.knowledge_base_id, self.max_pages = knowledge_base_id, max_pages
-        if client is None:
-            import boto3
-            from botocore.config import Config
-
-            # Adaptive retries back off on ThrottlingException (Retrieve's default quota is 20 requests/s).
-            client = boto3.client("bedrock-agent-runtime", region_name=region,
-                                  config=Config(retries={"max_attempts": 8, "mode": "adaptive"}))
-        self.client = client
-        # The jurisdictions the knowledge base may hold (a law registry's), for the prefix rule of the filter.
-        self.jurisdictions = sorted({j.upper() for j in jurisdictions})
+        # Adaptive retries back off on ThrottlingException (Retrieve's default quota is 20 requests/s).
+        self.client = client or _adaptive_client("bedrock-agent-runtime", region)
+        self.jurisdictions = sorted({j.upper() for j in jurisdictions})  # as KendraRetriever's
 
     @property
     def cache_key(self) -> str:
@@ -394,9 +394,8 @@ class BedrockKBRetriever:
     def _filter(self, jurisdiction: str) -> dict[str, Any]:
         # Knowledge Bases' startsWith would let "US" match "USX"; the same prefix rule as the local index is an
         # orAll of equals over the known jurisdictions it covers (plus the one asked for).
-        wanted = jurisdiction.strip().upper()
-        values = sorted({wanted, *(j for j in self.jurisdictions if jurisdiction_matches(j, wanted))})
-        terms = [{"equals": {"key": KB_ATTR_JURISDICTION, "value": v}} for v in values]
+        terms = [{"equals": {"key": KB_ATTR_JURISDICTION, "value": v}}
+                 for v in prefix_values(jurisdiction, self.jurisdictions)]
         return terms[0] if len(terms) == 1 else {"orAll": terms}  # orAll needs at least 2 members
 
     def search(self, query: str, k: int = 5, jurisdiction: str | None = None) -> list[LawContext]:

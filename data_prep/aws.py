@@ -17,3 +17,15 @@ def aws_user_error(e: Exception, tool: str, where: str) -> UserError:
         err = e.response.get("Error", {})
         return UserError(f"{tool} {e.operation_name} on {where}: {err.get('Code')}: {err.get('Message')}")
     return UserError(f"{tool}: {e}")
+
+
+def report_failed(failed: list[tuple[str, str]], what: str, rerun: str) -> None:
+    """Each failed chunk on stderr, then one error line (exit 1) naming the first five."""
+    import typer
+
+    if not failed:
+        return
+    for cid, reason in failed:
+        typer.echo(f"failed: {cid}: {reason}", err=True)
+    ids = ", ".join(cid for cid, _ in failed[:5]) + (" ..." if len(failed) > 5 else "")
+    raise UserError(f"{len(failed)} chunk(s) {what}: {ids} (reasons above; {rerun})")

@@ -288,10 +288,7 @@ def kb_load_command(chunks: Path, bucket: str | None, kb_id: str | None, ds_id: 
     job = f"ingestion job {report.job_id}: {report.job_status}" if report.job_id else "no ingestion needed"
     typer.echo(f"{report.uploaded} chunks uploaded, {report.unchanged} unchanged, {report.deleted} stale deleted, "
                f"{len(report.failed)} failed -> {bucket}; {job} (knowledge base {kb_id}, state: {report.state})")
-    if report.failed:
-        for cid, reason in report.failed:
-            typer.echo(f"failed: {cid}: {reason}", err=True)
-        ids = ", ".join(cid for cid, _ in report.failed[:5]) + (" ..." if len(report.failed) > 5 else "")
-        raise UserError(f"{len(report.failed)} chunk(s) not in the knowledge base: {ids} (reasons above; a re-run "
-                        "re-sends them)")
+    from data_prep.aws import report_failed
+
+    report_failed(report.failed, "not in the knowledge base", "a re-run re-sends them")
     return report

@@ -433,9 +433,6 @@ def _print_report(report: LoadReport) -> None:
     typer.echo(f"{report.sent} chunks sent, {report.unchanged} unchanged (already loaded), {report.deleted} "
                f"stale deleted, {len(report.failed)} failed -> kendra index {report.index_id} "
                f"(state: {report.state})")
-    if report.failed:
-        for cid, reason in report.failed:
-            typer.echo(f"failed: {cid}: {reason}", err=True)
-        ids = ", ".join(cid for cid, _ in report.failed[:5]) + (" ..." if len(report.failed) > 5 else "")
-        raise UserError(f"{len(report.failed)} chunk(s) not loaded: {ids} (reasons above; a re-run sends only "
-                        "what is not loaded yet)")
+    from data_prep.aws import report_failed
+
+    report_failed(report.failed, "not loaded", "a re-run sends only what is not loaded yet")

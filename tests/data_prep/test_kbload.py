@@ -1,11 +1,10 @@
-"""geoprep kb-load at the wire: S3 is moto's real server on 127.0.0.1, bedrock-agent a real boto3 client under
+"""geoprep kb-load at the wire (chunks_file: tests/data_prep/conftest.py): S3 is moto's real server on 127.0.0.1, bedrock-agent a real boto3 client under
 botocore's Stubber (each request validated against the service model botocore ships)."""
 
 from __future__ import annotations
 
 import json
 import logging
-import shutil
 import sys
 from pathlib import Path
 
@@ -13,30 +12,9 @@ import pytest
 
 from sft.core.chunks import read_chunks, write_chunks
 from sft.core.errors import UserError
-from tests.conftest import CORPUS
 
 KB, DS, JOB = "KB12345678", "DS12345678", "JOB1234567"
 BUCKET = "s3://kb-laws/geocomply/chunks"
-
-
-@pytest.fixture(scope="module")
-def chunks_src(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Chunks written by the real extractor from California SB 976 and 18 U.S.C. 2258A."""
-    from data_prep.extract import run_extract
-
-    src = tmp_path_factory.mktemp("laws")
-    shutil.copy(CORPUS / "laws" / "us_ca_sb976_2024.txt", src)
-    shutil.copy(CORPUS / "laws" / "us_18usc2258a.txt", src)
-    out = tmp_path_factory.mktemp("chunks") / "chunks.jsonl"
-    run_extract(src, out, workers=1, progress=False)
-    return out
-
-
-@pytest.fixture
-def chunks_file(chunks_src: Path, tmp_path: Path) -> Path:
-    path = tmp_path / "chunks.jsonl"
-    shutil.copy(chunks_src, path)
-    return path
 
 
 @pytest.fixture

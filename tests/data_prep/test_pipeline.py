@@ -145,36 +145,25 @@ def test_pipeline_with_bedrock_kb_retriever(tmp_path: Path, monkeypatch: pytest.
     """--retriever bedrock-kb through the whole pipeline: each Retrieve (a Stubber'd bedrock-agent-runtime
     client, requests validated against the service model) is answered from a BM25 index of the same chunks;
     a re-build is served from the sqlite cache."""
-    import boto3
-    from botocore.stub import Stubber
-
     from data_prep.extract import run_extract
     from sft.core.retrieval import LocalRetriever, build_local_index
+    from tests.conftest import kb_result, stub_bedrock_retrieve
 
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     corpus = law_subset(tmp_path, *LAWS)
     backing = tmp_path / "kb_backing"
     run_extract(corpus, backing / "chunks.jsonl", progress=False)
     build_local_index(backing / "chunks.jsonl", backing / "index")
     local = LocalRetriever(backing / "index")
-    client = boto3.client("bedrock-agent-runtime", region_name="us-west-2")
-    stub, calls = Stubber(client), []
 
-    def answer(params, **_):
-        flt = json.dumps(params["retrievalConfiguration"]["vectorSearchConfiguration"].get("filter", {}))
+    def results_for(params: dict) -> list[dict]:
+        vector = params["retrievalConfiguration"]["vectorSearchConfiguration"]
+        flt = json.dumps(vector.get("filter", {}))
         jur = min((v for v in ("US-UT", "US-CA", "US") if f'"{v}"' in flt), key=len, default=None)
-        hits = local.search(params["retrievalQuery"]["text"],
-                            k=params["retrievalConfiguration"]["vectorSearchConfiguration"]["numberOfResults"],
-                            jurisdiction=jur)
-        calls.append(params)
-        stub.add_response("retrieve", {"retrievalResults": [{
-            "content": {"text": c.snippet}, "score": c.score,
-            "location": {"type": "S3", "s3Location": {"uri": f"s3://kb/chunks/{c.id}.txt"}},
-            "metadata": {"chunk_id": c.id, "law_id": c.law_id, "citation": c.citation, "jurisdiction": c.jurisdiction,
-                         "title": c.title}} for c in hits]}, dict(params))
+        hits = local.search(params["retrievalQuery"]["text"], k=vector["numberOfResults"], jurisdiction=jur)
+        return [kb_result(c.id, c.law_id, c.citation, c.jurisdiction, c.snippet, c.score or 0.0, c.title)
+                for c in hits]
 
-    client.meta.events.register("provide-client-params.bedrock-agent-runtime.Retrieve", answer)
+    client, stub, calls = stub_bedrock_retrieve(monkeypatch, results_for)
     out = tmp_path / "kb_data"
     cfg = PipelineConfig(input_dir=corpus, out_dir=out, retriever="bedrock-kb", knowledge_base_id="KB12345678")
     with stub:

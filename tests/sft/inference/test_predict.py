@@ -145,30 +145,12 @@ def test_a_prompt_whose_law_the_budget_cut_says_so(predictor, tmp_path):
 def test_predict_with_a_bedrock_knowledge_base(predictor, tmp_path, monkeypatch):
     """--retriever bedrock-kb: each feature's law context comes from Retrieve (a Stubber'd bedrock-agent-runtime
     client, requests validated against the service model); without --knowledge-base-id, one clear error."""
-    import boto3
-    from botocore.stub import Stubber
-
     from sft.core.errors import UserError
+    from tests.conftest import kb_result, stub_bedrock_retrieve
 
-    for key, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
-                       ("AWS_DEFAULT_REGION", "us-west-2")):
-        monkeypatch.setenv(key, value)
-    client = boto3.client("bedrock-agent-runtime", region_name="us-west-2")
-    make = boto3.client
-    monkeypatch.setattr(boto3, "client", lambda name, *a, **kw: client if name == "bedrock-agent-runtime"
-                        else make(name, *a, **kw))
-    stub, queries = Stubber(client), []
-
-    def answer(params, **_):
-        queries.append(params["retrievalQuery"]["text"])
-        stub.add_response("retrieve", {"retrievalResults": [{
-            "content": {"text": "A provider shall not use an addictive feed for a minor without parental consent."},
-            "score": 0.7, "location": {"type": "S3", "s3Location": {"uri": "s3://kb/c/ca-27001.txt"}},
-            "metadata": {"chunk_id": "us_ca_sb976#27001", "law_id": "us_ca_sb976", "jurisdiction": "US-CA",
-                         "citation": "Cal. Health & Saf. Code § 27001", "title": "California SB 976"}}]},
-            dict(params))
-
-    client.meta.events.register("provide-client-params.bedrock-agent-runtime.Retrieve", answer)
+    _, stub, queries = stub_bedrock_retrieve(monkeypatch, lambda params: [kb_result(
+        "us_ca_sb976#27001", "us_ca_sb976", "Cal. Health & Saf. Code § 27001", "US-CA",
+        "A provider shall not use an addictive feed for a minor without parental consent.")])
     feats = tmp_path / "f.csv"
     feats.write_text("id,name,description\nf1,Teen feed,Chronological feed for minors in California.\n")
     with pytest.raises(UserError, match="needs --knowledge-base-id"):
@@ -177,4 +159,5 @@ def test_predict_with_a_bedrock_knowledge_base(predictor, tmp_path, monkeypatch)
         cfg = PredictConfig("unused", feats, tmp_path / "o", retriever="bedrock-kb", knowledge_base_id="KB12345678")
         assert run_predict(cfg, predictor)["predicted"] == 1
     row = json.loads(cfg.jsonl_path.read_text().splitlines()[0])
-    assert row["context_ids"] == ["us_ca_sb976#27001"] and queries and "Teen feed" in queries[0]
+    assert row["context_ids"] == ["us_ca_sb976#27001"] and queries
+    assert "Teen feed" in queries[0]["retrievalQuery"]["text"]

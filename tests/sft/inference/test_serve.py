@@ -289,32 +289,14 @@ def test_endpoint_with_kendra_index_retrieves_from_kendra(opt_ml, monkeypatch):
 def test_endpoint_with_knowledge_base_retrieves_from_bedrock(opt_ml, monkeypatch):
     """KNOWLEDGE_BASE_ID on the endpoint: law context comes from Bedrock Knowledge Bases' Retrieve (a real
     boto3 bedrock-agent-runtime client under botocore's Stubber, requests validated against its service model)."""
-    import boto3
-    from botocore.stub import Stubber
-
     from sft.inference.serve import ServerState, make_server
+    from tests.conftest import kb_result, stub_bedrock_retrieve
 
     monkeypatch.setenv("KNOWLEDGE_BASE_ID", "KB12345678")
     monkeypatch.delenv("KENDRA_INDEX_ID", raising=False)
-    for key, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
-                       ("AWS_DEFAULT_REGION", "us-west-2")):
-        monkeypatch.setenv(key, value)
-    client = boto3.client("bedrock-agent-runtime", region_name="us-west-2")
-    make_client = boto3.client
-    monkeypatch.setattr(boto3, "client", lambda name, *a, **kw: client if name == "bedrock-agent-runtime"
-                        else make_client(name, *a, **kw))
-    stub, queries = Stubber(client), []
-
-    def answer(params, **_):
-        queries.append(params)
-        result = {"content": {"text": "Providers of online platforms accessible to minors shall ensure a high level "
-                                      "of privacy, safety and security of minors."}, "score": 0.8,
-                  "location": {"type": "S3", "s3Location": {"uri": "s3://kb/chunks/eu_dsa_art28-1.txt"}},
-                  "metadata": {"chunk_id": "eu_dsa#art28-1", "law_id": "eu_dsa", "citation": "DSA Art. 28(1)",
-                               "jurisdiction": "EU", "title": "EU Digital Services Act"}}
-        stub.add_response("retrieve", {"retrievalResults": [result]}, dict(params))
-
-    client.meta.events.register("provide-client-params.bedrock-agent-runtime.Retrieve", answer)
+    _, stub, queries = stub_bedrock_retrieve(monkeypatch, lambda params: [kb_result(
+        "eu_dsa#art28-1", "eu_dsa", "DSA Art. 28(1)", "EU", "Providers of online platforms accessible to minors "
+        "shall ensure a high level of privacy, safety and security of minors.")])
     with stub:
         state = ServerState(model_dir=opt_ml / "model", max_body=4096)
         srv = make_server(state, "127.0.0.1", 0)

@@ -28,6 +28,32 @@ def corpus_chunks(corpus_run) -> list:
     return list(read_chunks(corpus_run[0] / "chunks.jsonl"))
 
 
+def geoprep_in_process(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture):
+    """A runner of the real ``geoprep`` entry point in-process: ``run(*args) -> (exit code, stdout, stderr)``
+    (boto3 clients patched by the caller stay in effect)."""
+    import logging
+    import sys
+
+    from data_prep.cli import main
+
+    handlers, level = logging.root.handlers[:], logging.root.level
+
+    def run(*args: str) -> tuple[int, str, str]:
+        monkeypatch.setattr(sys, "argv", ["geoprep", *args])
+        try:
+            main()
+            code = 0
+        except SystemExit as e:
+            code = e.code or 0
+        finally:
+            logging.root.handlers[:] = handlers  # setup_logging replaced them
+            logging.root.setLevel(level)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
 def law_subset(tmp_path: Path, *names: str) -> Path:
     """A corpus folder holding only the named law texts (and the glossary)."""
     d = tmp_path / "corpus"

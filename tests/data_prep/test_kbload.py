@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from pathlib import Path
 
 import pytest
@@ -177,28 +176,13 @@ def geoprep(s3, agent, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFi
     """The real ``geoprep`` entry point in-process; its boto3 clients are moto's S3 and the stubbed agent."""
     import boto3
 
-    from data_prep.cli import main
+    from tests.data_prep.conftest import geoprep_in_process
 
     make = boto3.client
     monkeypatch.setattr(boto3, "client", lambda name, *a, **kw: agent if name == "bedrock-agent" else
                         s3 if name == "s3" else make(name, *a, **kw))
     monkeypatch.setattr("data_prep.kbload.time.sleep", lambda s: None)
-    handlers, level = logging.root.handlers[:], logging.root.level
-
-    def run(*args: str) -> tuple[int, str, str]:
-        monkeypatch.setattr(sys, "argv", ["geoprep", *args])
-        try:
-            main()
-            code = 0
-        except SystemExit as e:
-            code = e.code or 0
-        finally:
-            logging.root.handlers[:] = handlers
-            logging.root.setLevel(level)
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
+    return geoprep_in_process(monkeypatch, capsys)
 
 
 def test_command_summary_and_one_line_errors(geoprep, agent, chunks_file: Path):

@@ -6,9 +6,7 @@ extractor run on a bundled PDF (page numbers) and a bundled text law."""
 from __future__ import annotations
 
 import copy
-import logging
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -345,28 +343,13 @@ def geoprep(kendra: FakeIndex, monkeypatch: pytest.MonkeyPatch, capsys: pytest.C
     """Run the real ``geoprep`` entry point in-process, its boto3 Kendra client being the stubbed one."""
     import boto3
 
-    from data_prep.cli import main
+    from tests.data_prep.conftest import geoprep_in_process
 
     make = boto3.client
     monkeypatch.setattr(boto3, "client", lambda name, *a, **kw: kendra.client if name == "kendra" else
                         make(name, *a, **kw))
     kendra.updating_polls = 0
-    handlers, level = logging.root.handlers[:], logging.root.level
-
-    def run(*args: str) -> tuple[int, str, str]:
-        monkeypatch.setattr(sys, "argv", ["geoprep", *args])
-        try:
-            main()
-            code = 0
-        except SystemExit as e:
-            code = e.code or 0
-        finally:
-            logging.root.handlers[:] = handlers  # setup_logging replaced them
-            logging.root.setLevel(level)
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
+    return geoprep_in_process(monkeypatch, capsys)
 
 
 def test_command_loads_then_exits_1_naming_a_rejected_chunk(geoprep, kendra: FakeIndex, chunks_file: Path):

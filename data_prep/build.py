@@ -125,6 +125,9 @@ class ContextBuilder:
         self.retriever, self.chunks, self.config, self.drops = retriever, chunks, config, drops
         self.uncovered = 0  # legally driven specs whose retrieved law cannot decide them (-> NEI)
         self.other_provision = 0  # positives citing another provision of their law than the mined one
+        # Retrieval quality for free: a positive's context holds its source chunk or not (Hit@top_k of the
+        # retriever used, the same measure as geoprep eval-retrieval's generated set).
+        self.positives = self.source_chunk_hits = 0
         self.to_label: list[dict[str, Any]] = []
 
     def retrieve(self, spec: FeatureSpec, notes: dict[str, str]) -> list[LawContext]:
@@ -195,12 +198,16 @@ def _candidates_for(spec, obligations, topics_by_law, ctx, glossary, drops) -> l
     context = ctx.retrieve(spec, notes)
     if not context:
         drops["no law context retrieved"] += 1
+        if spec.kind == POSITIVE:
+            ctx.positives += 1  # a miss all the same
         return []
     if spec.kind == POSITIVE:
         ob = obligations.get(spec.obligation_id or "")
         if ob is None:
             drops["source obligation not found"] += 1
             return []
+        ctx.positives += 1
+        ctx.source_chunk_hits += any(c.id == ob.chunk_id for c in context)
         cite = _supporting(context, ob, topics_by_law)
         if cite is not None:
             if cite.law_id == ob.law_id and cite.citation != ob.citation:
@@ -414,6 +421,10 @@ def report_table(report: dict[str, Any]) -> str:
         s = ctx.get(key) or {}
         if s:
             lines.append(f"| {key} | {s['min']} | {s['median']} | {s['p95']} | {s['max']} |")
+    r = report.get("retrieval")
+    if r and r.get("hit_at_k") is not None:
+        lines += ["", f"Retrieval ({r['retriever']}): Hit@{r['k']} {r['hit_at_k']:.3f} (source chunk in the context of "
+                  f"{r['positives']} positive specs; geoprep eval-retrieval for more)."]
     if report.get("budget"):
         b = report["budget"]
         lines += ["", f"Token budget {b['max_length']}: fit {b['fit']}, trimmed {b['trimmed']}, dropped {b['dropped']}, "
@@ -457,7 +468,10 @@ def build(
         splits[split_of(c.example.group or c.example.id or "", config.seed, config.validation_fraction)].append(c.example)
     extra = {"config": asdict(config), "legal_driver_not_covered_by_context": ctx.uncovered,
              "cited_another_provision_of_the_law": ctx.other_provision, "budget": budget,
-             "candidates_by_kind": dict(Counter(c.kind for c in cands))}
+             "candidates_by_kind": dict(Counter(c.kind for c in cands)),
+             "retrieval": {"retriever": getattr(retriever, "name", type(retriever).__name__), "k": config.top_k,
+                           "positives": ctx.positives,
+                           "hit_at_k": round(ctx.source_chunk_hits / ctx.positives, 4) if ctx.positives else None}}
     return BuildResult(splits["train"], splits["validation"], make_report(splits, drops, extra), ctx.to_label)
 
 

@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from sft.core.console import new_app, run_app
+from sft.core.errors import UserError
 
 app = new_app("Turn regulation PDFs into grounded, QC-checked training data for geosft.")
 
@@ -92,11 +93,13 @@ def index(
     out: Annotated[Path, typer.Option(help="Index directory to write (self-contained, shippable).")] = Path(
         "law_index"
     ),
+    dense: Annotated[bool, typer.Option(help="Also store WordLlama vectors, for geoprep eval-retrieval "
+                                        "--retriever local-hybrid (needs wordllama; BM25 measured better).")] = False,
 ) -> None:
     """Build the local BM25 index over law chunks."""
     from sft.core.retrieval import build_local_index
 
-    n = build_local_index(chunks, out)
+    n = build_local_index(chunks, out, dense=dense)
     typer.echo(f"indexed {n} chunks -> {out}")
 
 
@@ -106,8 +109,10 @@ def search(
     index: Annotated[Path | None, typer.Option(help="Local index directory (geoprep index).")] = None,
     jurisdiction: Annotated[str | None, typer.Option(help="Filter: 'US' also matches US-CA etc.")] = None,
     k: Annotated[int, typer.Option("-k", help="Number of results.", min=1)] = 5,
-    retriever: Annotated[str, typer.Option(help="Backend: local or kendra.")] = "local",
+    retriever: Annotated[str, typer.Option(help="Backend: local, kendra or bedrock-kb.")] = "local",
     kendra_index_id: Annotated[str | None, typer.Option(help="Kendra index id (--retriever kendra).")] = None,
+    knowledge_base_id: Annotated[str | None, typer.Option(
+        help="Bedrock knowledge base id (--retriever bedrock-kb; load it with geoprep kb-load).")] = None,
     region: Annotated[str | None, typer.Option(help="AWS region for Kendra.")] = None,
     cache: Annotated[Path | None, typer.Option(help="sqlite cache file (no repeat backend calls).")] = None,
 ) -> None:
@@ -116,10 +121,11 @@ def search(
     from rich.table import Table
 
     from data_prep.registry import load_registry
-    from sft.core.retrieval import open_retriever
+    from sft.core.retrieval import check_retriever, open_retriever
 
+    check_retriever(retriever, kendra_index_id, knowledge_base_id)
     r = open_retriever(retriever, index_dir=index, kendra_index_id=kendra_index_id, cache_path=cache,
-                       region=region,
+                       region=region, knowledge_base_id=knowledge_base_id,
                        jurisdictions=load_registry().jurisdictions())
     hits = r.search(query, k=k, jurisdiction=jurisdiction)
     if not hits:
@@ -201,8 +207,10 @@ def build(
     out: Annotated[Path, typer.Option(help="Output folder for train/validation JSONL and the QC report.")] = Path(
         "data"),
     index: Annotated[Path | None, typer.Option(help="Local index directory (geoprep index).")] = None,
-    retriever: Annotated[str, typer.Option(help="Backend: local or kendra.")] = "local",
+    retriever: Annotated[str, typer.Option(help="Backend: local, kendra or bedrock-kb.")] = "local",
     kendra_index_id: Annotated[str | None, typer.Option(help="Kendra index id (--retriever kendra).")] = None,
+    knowledge_base_id: Annotated[str | None, typer.Option(
+        help="Bedrock knowledge base id (--retriever bedrock-kb; load it with geoprep kb-load).")] = None,
     region: Annotated[str | None, typer.Option(help="AWS region for Kendra.")] = None,
     glossary: Annotated[Path | None, typer.Option(help="Terminology CSV (term,definition).")] = None,
     top_k: Annotated[int, typer.Option(help="Law snippets per example.", min=1)] = 3,
@@ -220,7 +228,8 @@ def build(
     cfg = BuildConfig(top_k=top_k, nei_share=nei_share, validation_fraction=validation_fraction, seed=seed,
                       max_length=max_length if tokenizer else None)
     build_command(features, obligations, chunks, out, cfg, index=index, retriever=retriever,
-                  kendra_index_id=kendra_index_id, region=region, glossary=glossary, tokenizer=tokenizer)
+                  kendra_index_id=kendra_index_id, region=region, glossary=glossary, tokenizer=tokenizer,
+                  knowledge_base_id=knowledge_base_id)
 
 
 @app.command()
@@ -254,12 +263,101 @@ def kendra_load(
     kendra_load_command(chunks, kendra_index_id, region, fields, delete_stale)
 
 
+@app.command("kb-load")
+def kb_load(
+    chunks: Annotated[Path, typer.Argument(help="Chunks JSONL from geoprep extract.")],
+    bucket: Annotated[str | None, typer.Option(
+        help="s3://BUCKET/PREFIX of the knowledge base's S3 data source (one .txt + .metadata.json per chunk).")
+    ] = None,
+    knowledge_base_id: Annotated[str | None, typer.Option(help="Bedrock knowledge base id.")] = None,
+    data_source_id: Annotated[str | None, typer.Option(help="Its S3 data source id (StartIngestionJob).")] = None,
+    region: Annotated[str | None, typer.Option(help="AWS region of the knowledge base.")] = None,
+    endpoint_url: Annotated[str | None, typer.Option(help="S3-compatible endpoint (tests).")] = None,
+    delete_stale: Annotated[bool, typer.Option(help="Delete objects loaded earlier whose chunk is gone.")] = False,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait for the ingestion job and report "
+                                       "failed documents.")] = True,
+) -> None:
+    """Load law chunks into a Bedrock knowledge base (S3 objects + metadata sidecars, then an ingestion job)
+    for --retriever bedrock-kb; a re-run sends only what changed."""
+    from data_prep.kbload import kb_load_command
+    from sft.core.console import setup_logging
+
+    setup_logging()
+    kb_load_command(chunks, bucket, knowledge_base_id, data_source_id, region=region, endpoint_url=endpoint_url,
+                    delete_stale=delete_stale, wait=wait)
+
+
+@app.command("eval-retrieval")
+def eval_retrieval(
+    retriever: Annotated[list[str], typer.Option(
+        help="Retriever(s) to score, repeatable: local (the index's default), local-bm25, local-hybrid, kendra, "
+             "bedrock-kb.")] = ["local"],  # noqa: B006
+    index: Annotated[Path | None, typer.Option(help="Local index directory (default: PIPELINE/index).")] = None,
+    pipeline_dir: Annotated[Path | None, typer.Option(
+        "--pipeline", help="A geoprep pipeline output folder: its features/obligations/index are used.")] = None,
+    features: Annotated[Path | None, typer.Option(help="Generated features JSONL (default PIPELINE/features.jsonl).")
+                        ] = None,
+    obligations: Annotated[Path | None, typer.Option(
+        help="Obligations JSONL (default PIPELINE/obligations.jsonl).")] = None,
+    specs: Annotated[Path | None, typer.Option(
+        help="Labelled spec CSV with gold citations, e.g. examples/realistic/specs.csv.")] = None,
+    glossary: Annotated[Path | None, typer.Option(help="Terminology CSV (its notes join the query, as in predict).")
+                        ] = None,
+    kendra_index_id: Annotated[str | None, typer.Option(help="Kendra index id (--retriever kendra).")] = None,
+    knowledge_base_id: Annotated[str | None, typer.Option(help="Bedrock knowledge base id (--retriever bedrock-kb).")
+                                 ] = None,
+    region: Annotated[str | None, typer.Option(help="AWS region for Kendra / Bedrock.")] = None,
+    out: Annotated[Path, typer.Option(help="Folder for eval_retrieval.json and .md.")] = Path("eval_retrieval"),
+) -> None:
+    """Hit@1/3/10, MRR and queries/s of the governing provision per retriever, through the prompt's own
+    retrieval rule: on generated features (their source chunk) and on a labelled spec set (gold citations)."""
+    from data_prep.evalretrieval import (
+        generated_queries,
+        realistic_queries,
+        report_markdown,
+        run_eval_retrieval,
+    )
+    from data_prep.registry import load_registry
+    from sft.core.glossary import Glossary
+    from sft.core.retrieval import LocalRetriever, check_retriever, open_retriever
+
+    if pipeline_dir is not None:
+        features = features or pipeline_dir / "features.jsonl"
+        obligations = obligations or pipeline_dir / "obligations.jsonl"
+        index = index or pipeline_dir / "index"
+    datasets = {}
+    if features or obligations:
+        if not (features and obligations):
+            raise UserError("eval-retrieval: --features needs --obligations (or pass --pipeline DIR)")
+        datasets["generated"] = generated_queries(features, obligations)
+    if specs:
+        datasets["realistic"] = realistic_queries(specs)
+    if not datasets:
+        raise UserError("eval-retrieval: nothing to score: pass --pipeline DIR, --features/--obligations or --specs")
+    retrievers = {}
+    for kind in dict.fromkeys(retriever):
+        if kind in ("local-bm25", "local-hybrid"):  # one index, both rankings: compared in one run
+            if index is None:
+                raise UserError(f"eval-retrieval: --retriever {kind} needs --index (or --pipeline)")
+            retrievers[kind] = LocalRetriever(index, mode=kind.split("-")[1])
+            continue
+        check_retriever(kind, kendra_index_id, knowledge_base_id)
+        retrievers[kind] = open_retriever(kind, index_dir=index, kendra_index_id=kendra_index_id, region=region,
+                                          knowledge_base_id=knowledge_base_id,
+                                          jurisdictions=load_registry().jurisdictions())
+    scores = run_eval_retrieval(retrievers, datasets, out, Glossary.load(glossary) if glossary else None)
+    typer.echo(report_markdown(scores) + f"-> {out / 'eval_retrieval.json'}, {out / 'eval_retrieval.md'}")
+
+
 @app.command()
 def pipeline(
     input_dir: Annotated[Path, typer.Argument(help="Folder of law PDFs/texts (e.g. examples/corpus).")],
     out: Annotated[Path, typer.Option(help="Output folder (all stage files, splits, QC report).")] = Path("data"),
-    retriever: Annotated[str, typer.Option(help="Backend: local (BM25 index built here) or kendra.")] = "local",
+    retriever: Annotated[str, typer.Option(
+        help="Backend: local (BM25 index built here), kendra or bedrock-kb.")] = "local",
     kendra_index_id: Annotated[str | None, typer.Option(help="Kendra index id (--retriever kendra).")] = None,
+    knowledge_base_id: Annotated[str | None, typer.Option(
+        help="Bedrock knowledge base id (--retriever bedrock-kb; load it with geoprep kb-load).")] = None,
     region: Annotated[str | None, typer.Option(help="AWS region for Kendra and Bedrock.")] = None,
     glossary: Annotated[Path | None, typer.Option(help="Terminology CSV; default INPUT/glossary/terminology.csv.")] = None,
     features_file: Annotated[Path | None, typer.Option("--features", help="Your own features (CSV/JSONL).")] = None,
@@ -283,9 +381,9 @@ def pipeline(
 
     cfg = PipelineConfig(
         input_dir=input_dir, out_dir=out, retriever=retriever, kendra_index_id=kendra_index_id, region=region,
-        glossary=glossary, features_file=features_file, per_law=per_law or None, tokenizer=tokenizer,
-        generator=generator, teacher_model=teacher_model, base_url=base_url, api_key_env=api_key_env,
-        max_calls=max_calls,
+        knowledge_base_id=knowledge_base_id, glossary=glossary, features_file=features_file, per_law=per_law or None,
+        tokenizer=tokenizer, generator=generator, teacher_model=teacher_model, base_url=base_url,
+        api_key_env=api_key_env, max_calls=max_calls,
         build=BuildConfig(top_k=top_k, nei_share=nei_share, seed=seed, max_length=max_length if tokenizer else None),
     )
     pipeline_command(cfg)

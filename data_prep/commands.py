@@ -94,16 +94,19 @@ def _print_result(result: BuildResult | None, out: Path) -> None:
 def build_command(
     features: Path, obligations: Path, chunks: Path, out: Path, cfg: BuildConfig, *, index: Path | None,
     retriever: str, kendra_index_id: str | None, region: str | None, glossary: Path | None, tokenizer: str | None,
+    knowledge_base_id: str | None = None,
 ) -> None:
     from data_prep.pipeline import load_tokenizer, run_build
     from data_prep.registry import load_registry
     from sft.core.glossary import Glossary
-    from sft.core.retrieval import open_retriever
+    from sft.core.retrieval import MANAGED, check_retriever, open_retriever
 
     setup_logging()
-    cache = out / "kendra_cache.sqlite" if retriever == "kendra" else None
+    check_retriever(retriever, kendra_index_id, knowledge_base_id)
+    # Billed per query: cached, so a re-run does not pay twice (one cache file per backend).
+    cache = out / f"{retriever.replace('-', '_')}_cache.sqlite" if retriever in MANAGED else None
     r: Any = open_retriever(retriever, index_dir=index, kendra_index_id=kendra_index_id, cache_path=cache,
-                            region=region,
+                            region=region, knowledge_base_id=knowledge_base_id,
                             jurisdictions=load_registry().jurisdictions())
     result = run_build(features, obligations, chunks, r, cfg, out,
                        glossary=Glossary.load(glossary) if glossary else None,

@@ -393,17 +393,9 @@ def _progress(enabled: bool):
 
 
 def _aws_error(e: Exception, index_id: str, region: str | None) -> UserError:
-    from botocore.exceptions import ClientError, NoCredentialsError, NoRegionError
+    from data_prep.aws import aws_user_error
 
-    if isinstance(e, NoRegionError):
-        return UserError("kendra: no AWS region (pass --region or set AWS_DEFAULT_REGION)")
-    if isinstance(e, NoCredentialsError):
-        return UserError("kendra: no AWS credentials (set AWS_PROFILE or the AWS_* variables)")
-    if isinstance(e, ClientError):
-        err = e.response.get("Error", {})
-        where = f"index {index_id}" + (f" in {region}" if region else "")
-        return UserError(f"kendra {e.operation_name} on {where}: {err.get('Code')}: {err.get('Message')}")
-    return UserError(f"kendra: {e}")
+    return aws_user_error(e, "kendra", f"index {index_id}" + (f" in {region}" if region else ""))
 
 
 def kendra_load_command(chunks: Path, index_id: str | None, region: str | None, fields: bool,
@@ -441,9 +433,6 @@ def _print_report(report: LoadReport) -> None:
     typer.echo(f"{report.sent} chunks sent, {report.unchanged} unchanged (already loaded), {report.deleted} "
                f"stale deleted, {len(report.failed)} failed -> kendra index {report.index_id} "
                f"(state: {report.state})")
-    if report.failed:
-        for cid, reason in report.failed:
-            typer.echo(f"failed: {cid}: {reason}", err=True)
-        ids = ", ".join(cid for cid, _ in report.failed[:5]) + (" ..." if len(report.failed) > 5 else "")
-        raise UserError(f"{len(report.failed)} chunk(s) not loaded: {ids} (reasons above; a re-run sends only "
-                        "what is not loaded yet)")
+    from data_prep.aws import report_failed
+
+    report_failed(report.failed, "not loaded", "a re-run sends only what is not loaded yet")

@@ -32,8 +32,9 @@ log = logging.getLogger(__name__)
 class PipelineConfig:
     input_dir: Path = field(metadata={"help": "Folder with law PDFs/texts (e.g. examples/corpus)."})
     out_dir: Path = field(metadata={"help": "Where chunks, index, obligations, features and the splits go."})
-    retriever: str = field(default="local", metadata={"help": "'local' (BM25 index) or 'kendra'."})
+    retriever: str = field(default="local", metadata={"help": "'local' (BM25 index), 'kendra' or 'bedrock-kb'."})
     kendra_index_id: str | None = None
+    knowledge_base_id: str | None = None
     region: str | None = None
     glossary: Path | None = field(default=None, metadata={"help": "Terminology CSV; default INPUT/glossary/terminology.csv."})
     features_file: Path | None = field(default=None, metadata={"help": "Your own features (CSV/JSONL) to add."})
@@ -50,10 +51,9 @@ class PipelineConfig:
 
     def __post_init__(self) -> None:
         self.input_dir, self.out_dir = Path(self.input_dir), Path(self.out_dir)
-        if self.retriever not in ("local", "kendra"):
-            raise UserError(f"retriever must be 'local' or 'kendra', got {self.retriever!r}")
-        if self.retriever == "kendra" and not self.kendra_index_id:
-            raise UserError("--retriever kendra needs --kendra-index-id")
+        from sft.core.retrieval import check_retriever
+
+        check_retriever(self.retriever, self.kendra_index_id, self.knowledge_base_id)
         if self.per_law is not None and self.per_law < 1:
             raise UserError(f"per_law must be >= 1, got {self.per_law}")
         if self.glossary is None and (self.input_dir / "glossary" / "terminology.csv").is_file():
@@ -112,16 +112,21 @@ class Stages:
         return True
 
 
-def open_pipeline_retriever(cfg: PipelineConfig, index_dir: Path, kendra_client: Any = None) -> Any:
+def open_pipeline_retriever(cfg: PipelineConfig, index_dir: Path, kendra_client: Any = None,
+                            bedrock_client: Any = None) -> Any:
     from sft.core import retrieval
 
     if cfg.retriever == "local":
         return retrieval.LocalRetriever(index_dir)
-    inner = retrieval.KendraRetriever(cfg.kendra_index_id, client=kendra_client, region=cfg.region,
-                                      page_size=min(100, cfg.build.search_k),
-                                      jurisdictions=load_registry(cfg.registry).jurisdictions())
-    # Cached: a resumed or repeated build does not pay for the same Kendra queries twice.
-    return retrieval.CachedRetriever(inner, cfg.out_dir / "kendra_cache.sqlite")
+    jurisdictions = load_registry(cfg.registry).jurisdictions()
+    if cfg.retriever == "bedrock-kb":
+        inner: Any = retrieval.BedrockKBRetriever(cfg.knowledge_base_id or "", client=bedrock_client,
+                                                  region=cfg.region, jurisdictions=jurisdictions)
+    else:
+        inner = retrieval.KendraRetriever(cfg.kendra_index_id, client=kendra_client, region=cfg.region,
+                                          page_size=min(100, cfg.build.search_k), jurisdictions=jurisdictions)
+    # Cached: a resumed or repeated build does not pay for the same managed queries twice.
+    return retrieval.CachedRetriever(inner, cfg.out_dir / f"{cfg.retriever.replace('-', '_')}_cache.sqlite")
 
 
 def load_tokenizer(spec: str) -> Any:
@@ -133,6 +138,7 @@ def load_tokenizer(spec: str) -> Any:
 
 def run_pipeline(
     cfg: PipelineConfig, *, kendra_client: Any = None, progress: bool = True, teacher: Any = None,
+    bedrock_client: Any = None,
 ) -> tuple[BuildResult | None, dict[str, bool]]:
     """Run all stages; returns the build result (None if the build was up to date) and which stages ran."""
     from data_prep.extract import run_extract
@@ -190,13 +196,13 @@ def run_pipeline(
     def _build() -> None:
         glossary = Glossary.load(cfg.glossary) if cfg.glossary else None
         tokenizer = load_tokenizer(cfg.tokenizer) if cfg.tokenizer else None
-        retriever = open_pipeline_retriever(cfg, index_dir, kendra_client)
+        retriever = open_pipeline_retriever(cfg, index_dir, kendra_client, bedrock_client)
         result["r"] = run_build(features_path, obligations_path, chunks_path, retriever, cfg.build, out,
                                 glossary=glossary, tokenizer=tokenizer, progress=progress)
 
     ran["build"] = stages.run(
         "build", [file_digest(features_path), obligations_stamp, chunks_stamp, asdict(cfg.build), cfg.tokenizer,
-                  cfg.retriever, cfg.kendra_index_id, str(cfg.glossary and file_digest(cfg.glossary)),
+                  cfg.retriever, cfg.kendra_index_id, cfg.knowledge_base_id, str(cfg.glossary and file_digest(cfg.glossary)),
                   code_digest("data_prep.build", "sft.core.context", "sft.core.prompt", "sft.core.glossary", "sft.core.contract",
                               "sft.core.budget")],
         [out / "train.jsonl", out / "validation.jsonl", out / "qc_report.json"], _build,

@@ -109,6 +109,12 @@ def eval_(
     ] = None,
     glossary: Annotated[Path | None, typer.Option(help="Glossary CSV (labelled spec files: as with predict).")] = None,
     index_dir: Annotated[Path | None, typer.Option(help="Retrieval index for a spec file (default MODEL/index).")] = None,
+    retriever: Annotated[str, typer.Option(
+        help="Retriever for a spec file: 'local', 'kendra' or 'bedrock-kb' (as with predict).")] = "local",
+    kendra_index_id: Annotated[str | None, typer.Option(
+        envvar="KENDRA_INDEX_ID", help="Kendra index id for --retriever kendra.")] = None,
+    knowledge_base_id: Annotated[str | None, typer.Option(
+        envvar="KNOWLEDGE_BASE_ID", help="Bedrock knowledge base id for --retriever bedrock-kb.")] = None,
     calibrate: Annotated[bool, typer.Option(
         help="Fit confidence calibration (temperature, review threshold) on this file; saved with the model.")
     ] = False,
@@ -117,7 +123,9 @@ def eval_(
     from sft.inference.evaluate import EvalConfig, run_eval
 
     result = run_eval(EvalConfig(model, data, out, constrained=constrained, batch_size=batch_size, limit=limit,
-                                 train=train, glossary=glossary, index_dir=index_dir, calibrate=calibrate))
+                                 train=train, glossary=glossary, index_dir=index_dir, calibrate=calibrate,
+                                 retriever=retriever, kendra_index_id=kendra_index_id,
+                                 knowledge_base_id=knowledge_base_id))
     m = result["runs"]["model"]
     typer.echo(f"accuracy {m['accuracy']:.3f}  macro-F1 {m['macro_f1']:.3f}  valid {m['json_valid_rate']:.3f}"
                f"  -> {out / 'report.md'}")
@@ -128,7 +136,8 @@ def predict(
     model: Annotated[str, typer.Option(help="Model: training output dir (adapter or merged/), model dir or 'demo'.")],
     features: Annotated[Path, typer.Option(help="Features file: CSV or JSONL with id, name, description.")],
     out: Annotated[Path, typer.Option(help="Output prefix: writes OUT.jsonl and OUT.csv.")] = Path("predictions"),
-    retriever: Annotated[str, typer.Option(help="'local' (MODEL/index or --index-dir) or 'kendra'.")] = "local",
+    retriever: Annotated[str, typer.Option(
+        help="'local' (MODEL/index or --index-dir), 'kendra' or 'bedrock-kb'.")] = "local",
     index_dir: Annotated[Path | None, typer.Option(help="Local retrieval index (geoprep).")] = None,
     kendra_index_id: Annotated[
         str | None, typer.Option(envvar="KENDRA_INDEX_ID", help="Kendra index id for --retriever kendra.")
@@ -138,12 +147,14 @@ def predict(
     batch_size: Annotated[int, typer.Option(help="Features per forward pass.")] = 8,
     on_duplicate: Annotated[str, typer.Option(
         help="Two input rows with one id: error (default), or keep the first / last and report the other.")] = "error",
+    knowledge_base_id: Annotated[str | None, typer.Option(
+        envvar="KNOWLEDGE_BASE_ID", help="Bedrock knowledge base id for --retriever bedrock-kb.")] = None,
 ) -> None:
     """Flag features with an audit trail; resumable (ids already in OUT.jsonl are skipped)."""
     from sft.inference.predict import PredictConfig, run_predict
 
     cfg = PredictConfig(model, features, out, retriever, index_dir, kendra_index_id, glossary, k, batch_size,
-                        on_duplicate)
+                        on_duplicate=on_duplicate, knowledge_base_id=knowledge_base_id)
     counts = run_predict(cfg)
     typer.echo(f"predicted {counts['predicted']}, already done {counts['skipped']}, bad rows {counts['bad']}"
                f" -> {cfg.jsonl_path}, {cfg.csv_path}")

@@ -51,3 +51,38 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, moto_endpoint: str) -> str:
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-west-2")
     return moto_endpoint
+
+
+def stub_bedrock_retrieve(monkeypatch: pytest.MonkeyPatch, results_for):
+    """A real bedrock-agent-runtime client under botocore's Stubber (requests and responses validated against
+    the service model), handed to every ``boto3.client("bedrock-agent-runtime")``. Each Retrieve is answered
+    with ``results_for(params)`` (a list of retrievalResults). Returns (client, stub, the params of each call);
+    use ``with stub:``."""
+    import boto3
+    from botocore.stub import Stubber
+
+    for key, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
+                       ("AWS_DEFAULT_REGION", "us-west-2")):
+        monkeypatch.setenv(key, value)
+    client = boto3.client("bedrock-agent-runtime", region_name="us-west-2")
+    make = boto3.client
+    monkeypatch.setattr(boto3, "client", lambda name, *a, **kw: client if name == "bedrock-agent-runtime"
+                        else make(name, *a, **kw))
+    stub, calls = Stubber(client), []
+
+    def answer(params, **_):
+        calls.append(params)
+        stub.add_response("retrieve", {"retrievalResults": results_for(params)}, dict(params))
+
+    # provide-client-params fires before the Stubber checks the request: queue the answer, then it checks.
+    client.meta.events.register("provide-client-params.bedrock-agent-runtime.Retrieve", answer)
+    return client, stub, calls
+
+
+def kb_result(chunk_id: str, law_id: str, citation: str, jurisdiction: str, text: str, score: float = 0.8,
+              title: str = "") -> dict:
+    """One Retrieve result as Knowledge Bases return a chunk loaded by geoprep kb-load."""
+    return {"content": {"text": text}, "score": score,
+            "location": {"type": "S3", "s3Location": {"uri": f"s3://kb/chunks/{chunk_id}.txt"}},
+            "metadata": {"chunk_id": chunk_id, "law_id": law_id, "citation": citation,
+                         "jurisdiction": jurisdiction, "title": title or law_id}}

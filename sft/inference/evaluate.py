@@ -27,6 +27,7 @@ from sft.core.contract import (
 )
 from sft.core.errors import UserError
 from sft.core.files import write_json_atomic, write_text_atomic
+from sft.core.gold import GoldSpec, citation_matches, read_gold_specs  # noqa: F401  (re-exported)
 from sft.core.prompt import DEFAULT_REASON_TOKENS
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,10 @@ class EvalConfig:
     """Glossary CSV for a labelled spec file (its notes go into the prompt, as with predict)."""
     index_dir: Path | None = None
     """Retrieval index for a labelled spec file (default: the model dir's index/)."""
+    retriever: str = "local"
+    """Retriever for a labelled spec file: 'local', 'kendra' or 'bedrock-kb' (as with predict)."""
+    kendra_index_id: str | None = None
+    knowledge_base_id: str | None = None
     calibrate: bool = False
     """Fit the confidence temperature and review threshold on this file and save them with the model."""
 
@@ -255,53 +260,6 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
 # ------------------------------------------------------------------------- labelled specs (realistic set)
 
 
-@dataclass
-class GoldSpec:
-    feature: Any  # sft.core.contract.Feature
-    label: Label
-    law_ids: list[str]
-    citations: list[str]
-    category: str
-    accepted: set[str]
-
-
-def read_gold_specs(path: Path) -> list[GoldSpec]:
-    """A labelled spec file (CSV: id, name, description, label, law_id, citation, category): see
-    ``examples/realistic/README.md``. A law not in the corpus accepts Needs or NEI, never No."""
-    import csv
-
-    from sft.core.contract import Feature, normalize_label
-
-    if not path.is_file():
-        raise UserError(f"{path}: no such file")
-    out = []
-    with path.open(encoding="utf-8-sig", newline="") as fh:
-        reader = csv.DictReader(fh)
-        missing = {"name", "description", "label"} - set(reader.fieldnames or [])
-        if missing:
-            raise UserError(f"{path}:1: missing column(s) {sorted(missing)}")
-        for row in reader:
-            where = f"{path}:{reader.line_num}"
-            label = normalize_label(row.get("label"), where=f"{where}: field 'label'")
-            category = (row.get("category") or "").strip()
-            accepted = {label.value} | ({Label.NEI.value} if category == "law_not_in_corpus" else set())
-            out.append(GoldSpec(Feature(id=row.get("id") or None, name=row["name"], description=row["description"]),
-                                label, [x for x in (row.get("law_id") or "").split("|") if x],
-                                [x.strip() for x in (row.get("citation") or "").split("|") if x.strip()],
-                                category, accepted))
-    if not out:
-        raise UserError(f"{path}: no specs")
-    return out
-
-
-def citation_matches(predicted: str | None, gold: Sequence[str]) -> bool:
-    """'DSA Art. 28(1)' matches gold 'DSA Art. 28'; 'DSA Art. 280' does not."""
-    if not predicted:
-        return False
-    p = re.sub(r"\s+", " ", predicted).strip()
-    return any(p == g or (p.startswith(g) and not p[len(g)].isalnum()) for g in gold)
-
-
 def run_eval_specs(cfg: EvalConfig) -> dict[str, Any]:
     """Score ``cfg.model`` on a labelled spec file through the path ``geosft predict`` runs: glossary notes,
     retrieval at eval time, the one prompt builder and budget, constrained decoding, calibration."""
@@ -320,7 +278,8 @@ def run_eval_specs(cfg: EvalConfig) -> dict[str, Any]:
     predictor = Predictor.load(cfg.model, DecodeConfig(cfg.max_reason_tokens, cfg.batch_size))
     glossary = Glossary.load(cfg.glossary) if cfg.glossary else Glossary()
     model_dir = cfg.model if Path(cfg.model).is_dir() else None
-    retriever = open_feature_retriever("local", model_dir, cfg.index_dir, None)
+    retriever = open_feature_retriever(cfg.retriever, model_dir, cfg.index_dir, cfg.kendra_index_id,
+                                       cfg.knowledge_base_id)
     items = []
     for s in specs:
         notes = glossary.notes_for(f"{s.feature.name} {s.feature.description}")

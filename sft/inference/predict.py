@@ -40,7 +40,8 @@ class PredictConfig:
     out: Path
     """Output prefix: writes OUT.jsonl and OUT.csv (a .jsonl/.csv suffix is dropped)."""
     retriever: str = "local"
-    """'local' (the index in the model dir's index/, or --index-dir) or 'kendra' (--kendra-index-id)."""
+    """'local' (the index in the model dir's index/, or --index-dir), 'kendra' (--kendra-index-id) or
+    'bedrock-kb' (--knowledge-base-id)."""
     index_dir: Path | None = None
     kendra_index_id: str | None = None
     glossary: Path | None = None
@@ -49,10 +50,13 @@ class PredictConfig:
     batch_size: int = 8
     on_duplicate: str = "error"
     """A later row reusing an id: 'error' (default), or keep the 'first' / 'last' and report the other."""
+    knowledge_base_id: str | None = None
 
     def __post_init__(self) -> None:
-        if self.retriever not in ("local", "kendra"):
-            raise UserError(f"--retriever must be 'local' or 'kendra', got {self.retriever!r}")
+        from sft.core.retrieval import RETRIEVERS
+
+        if self.retriever not in RETRIEVERS:
+            raise UserError(f"--retriever must be one of {', '.join(RETRIEVERS)}, got {self.retriever!r}")
         if self.k < 0 or self.batch_size < 1:
             raise UserError("--k must be >= 0 and --batch-size >= 1")
         if self.out.suffix in (".jsonl", ".csv"):
@@ -107,8 +111,9 @@ def read_features(path: Path, on_error: Callable[[ContractError], None]) -> Iter
 
 
 def open_feature_retriever(kind: str, model_dir: str | Path | None, index_dir: Path | None,
-                           kendra_index_id: str | None) -> Any | None:
-    """The retriever packaged with the model (``index/``), an explicit index, or Kendra; None if none."""
+                           kendra_index_id: str | None, knowledge_base_id: str | None = None) -> Any | None:
+    """The retriever packaged with the model (``index/``), an explicit index, Kendra or a Bedrock knowledge
+    base; None if none."""
     if kind == "local":
         index = index_dir or (Path(model_dir) / "index" if model_dir else None)
         if index is None or not Path(index).is_dir():
@@ -118,11 +123,10 @@ def open_feature_retriever(kind: str, model_dir: str | Path | None, index_dir: P
         from sft.core.retrieval import open_retriever
 
         return open_retriever("local", index_dir=index)
-    if not kendra_index_id:
-        raise UserError("--retriever kendra needs --kendra-index-id (or KENDRA_INDEX_ID)")
-    from sft.core.retrieval import open_retriever
+    from sft.core.retrieval import check_retriever, open_retriever
 
-    return open_retriever("kendra", kendra_index_id=kendra_index_id)
+    check_retriever(kind, kendra_index_id, knowledge_base_id)
+    return open_retriever(kind, kendra_index_id=kendra_index_id, knowledge_base_id=knowledge_base_id)
 
 
 def contexts_for(
@@ -190,7 +194,8 @@ def run_predict(cfg: PredictConfig, predictor: Any | None = None) -> dict[str, i
     if features:
         predictor = predictor or Predictor.load(cfg.model)
         model_dir = cfg.model if Path(cfg.model).is_dir() else None
-        retriever = open_feature_retriever(cfg.retriever, model_dir, cfg.index_dir, cfg.kendra_index_id)
+        retriever = open_feature_retriever(cfg.retriever, model_dir, cfg.index_dir, cfg.kendra_index_id,
+                                           cfg.knowledge_base_id)
         cfg.jsonl_path.parent.mkdir(parents=True, exist_ok=True)
         with cfg.jsonl_path.open("a", encoding="utf-8") as out, tqdm(total=len(features), desc="predict") as bar:
             for i in range(0, len(features), cfg.batch_size):

@@ -136,10 +136,9 @@ class ServerState:
         from sft.inference.predictor import Predictor
 
         try:
-            kendra = os.environ.get("KENDRA_INDEX_ID")
-            self.retriever = open_feature_retriever(
-                "kendra" if kendra else "local", self.model_dir, None, kendra
-            )
+            kendra, kb = os.environ.get("KENDRA_INDEX_ID"), os.environ.get("KNOWLEDGE_BASE_ID")
+            kind = "bedrock-kb" if kb else "kendra" if kendra else "local"
+            self.retriever = open_feature_retriever(kind, self.model_dir, None, kendra, kb)
             self.predictor = Predictor.load(self.model_dir)
             self.ready.set()
             log.info("model loaded from %s", self.model_dir)

@@ -147,3 +147,17 @@ def test_citation_validation_and_near_duplicates():
     kept = dedupe([cand(1, "Curfew for Utah minors"), cand(2, "Curfew for Utah minors!"),
                    cand(3, "Parent dashboard with account controls")], 0.9, drops)
     assert [c.example.id for c in kept] == ["1", "3"] and drops["near-duplicate"] == 1
+
+
+def test_qc_report_gives_the_retrievers_hit_at_k_as_eval_retrieval_measures_it(small_inputs, corpus_run):
+    from data_prep.evalretrieval import Query, score
+
+    specs, obs, chunks, retriever = small_inputs
+    result = build(specs, obs, chunks, retriever, BuildConfig())
+    r = result.report["retrieval"]
+    source = {o.id: o.chunk_id for o in obs}
+    positives = [s for s in specs if s.kind == "positive" and s.obligation_id in source]
+    assert (r["retriever"], r["k"], r["positives"]) == ("local", 3, len(positives)) and positives
+    queries = [Query(s.feature, lambda c, g=source[s.obligation_id]: c.id == g) for s in positives]
+    assert r["hit_at_k"] == round(score(retriever, "local", "generated", queries, None).hit_at_3, 4)
+    assert f"Retrieval (local): Hit@3 {r['hit_at_k']:.3f}" in report_table(result.report)

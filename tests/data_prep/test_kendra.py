@@ -6,10 +6,7 @@ extractor run on a bundled PDF (page numbers) and a bundled text law."""
 from __future__ import annotations
 
 import copy
-import logging
 import re
-import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +25,6 @@ from data_prep.registry import load_registry
 from sft.core.chunks import read_chunks, write_chunks
 from sft.core.errors import UserError
 from sft.core.retrieval import KendraRetriever
-from tests.conftest import CORPUS
 
 INDEX = "b1c2d3e4-0000-4000-8000-00000000cafe"
 # Some of the reserved fields every Kendra index has (DescribeIndex lists them with the custom ones).
@@ -134,26 +130,6 @@ class FakeIndex:
             "ScoreAttributes": {"ScoreConfidence": "HIGH"},
         } for _, doc, text in scored[: params.get("PageSize", 10)]]
         self.stub.add_response("retrieve", {"QueryId": "q1", "ResultItems": items}, dict(params))
-
-
-@pytest.fixture(scope="module")
-def chunks_src(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Chunks written by the real extractor: Utah SB 152 from its PDF (pages) and California SB 976 as text."""
-    from data_prep.extract import run_extract
-
-    src = tmp_path_factory.mktemp("laws")
-    shutil.copy(CORPUS / "pdfs" / "UT_2023_SB0152_enrolled.pdf", src)
-    shutil.copy(CORPUS / "laws" / "us_ca_sb976_2024.txt", src)
-    out = tmp_path_factory.mktemp("chunks") / "chunks.jsonl"
-    run_extract(src, out, workers=1, progress=False)
-    return out
-
-
-@pytest.fixture
-def chunks_file(chunks_src: Path, tmp_path: Path) -> Path:
-    path = tmp_path / "chunks.jsonl"
-    shutil.copy(chunks_src, path)
-    return path
 
 
 @pytest.fixture
@@ -367,28 +343,13 @@ def geoprep(kendra: FakeIndex, monkeypatch: pytest.MonkeyPatch, capsys: pytest.C
     """Run the real ``geoprep`` entry point in-process, its boto3 Kendra client being the stubbed one."""
     import boto3
 
-    from data_prep.cli import main
+    from tests.data_prep.conftest import geoprep_in_process
 
     make = boto3.client
     monkeypatch.setattr(boto3, "client", lambda name, *a, **kw: kendra.client if name == "kendra" else
                         make(name, *a, **kw))
     kendra.updating_polls = 0
-    handlers, level = logging.root.handlers[:], logging.root.level
-
-    def run(*args: str) -> tuple[int, str, str]:
-        monkeypatch.setattr(sys, "argv", ["geoprep", *args])
-        try:
-            main()
-            code = 0
-        except SystemExit as e:
-            code = e.code or 0
-        finally:
-            logging.root.handlers[:] = handlers  # setup_logging replaced them
-            logging.root.setLevel(level)
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
+    return geoprep_in_process(monkeypatch, capsys)
 
 
 def test_command_loads_then_exits_1_naming_a_rejected_chunk(geoprep, kendra: FakeIndex, chunks_file: Path):

@@ -13,6 +13,7 @@ import pytest
 from data_prep import pipeline
 from data_prep.pipeline import PipelineConfig, run_pipeline
 from sft.core.contract import Label, PromptInput, parse_output, read_examples
+from sft.core.errors import UserError
 from tests.conftest import REPO
 from tests.data_prep.conftest import law_subset
 
@@ -138,3 +139,40 @@ def test_pipeline_with_kendra_retriever(fake_kendra, tmp_path: Path):
     (out / "train.jsonl").unlink()
     run_pipeline(cfg, kendra_client=client, progress=False)
     assert len(calls) == n
+
+
+def test_pipeline_with_bedrock_kb_retriever(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """--retriever bedrock-kb through the whole pipeline: each Retrieve (a Stubber'd bedrock-agent-runtime
+    client, requests validated against the service model) is answered from a BM25 index of the same chunks;
+    a re-build is served from the sqlite cache."""
+    from data_prep.extract import run_extract
+    from sft.core.retrieval import LocalRetriever, build_local_index
+    from tests.conftest import kb_result, stub_bedrock_retrieve
+
+    corpus = law_subset(tmp_path, *LAWS)
+    backing = tmp_path / "kb_backing"
+    run_extract(corpus, backing / "chunks.jsonl", progress=False)
+    build_local_index(backing / "chunks.jsonl", backing / "index")
+    local = LocalRetriever(backing / "index")
+
+    def results_for(params: dict) -> list[dict]:
+        vector = params["retrievalConfiguration"]["vectorSearchConfiguration"]
+        flt = json.dumps(vector.get("filter", {}))
+        jur = min((v for v in ("US-UT", "US-CA", "US") if f'"{v}"' in flt), key=len, default=None)
+        hits = local.search(params["retrievalQuery"]["text"], k=vector["numberOfResults"], jurisdiction=jur)
+        return [kb_result(c.id, c.law_id, c.citation, c.jurisdiction, c.snippet, c.score or 0.0, c.title)
+                for c in hits]
+
+    client, stub, calls = stub_bedrock_retrieve(monkeypatch, results_for)
+    out = tmp_path / "kb_data"
+    cfg = PipelineConfig(input_dir=corpus, out_dir=out, retriever="bedrock-kb", knowledge_base_id="KB12345678")
+    with stub:
+        _, ran = run_pipeline(cfg, bedrock_client=client, progress=False)
+        assert "index" not in ran and ran["build"] and calls
+        _check_dataset(out)
+        n = len(calls)
+        (out / "train.jsonl").unlink()
+        run_pipeline(cfg, bedrock_client=client, progress=False)
+    assert len(calls) == n and (out / "bedrock_kb_cache.sqlite").is_file()
+    with pytest.raises(UserError, match="needs --knowledge-base-id"):
+        PipelineConfig(input_dir=corpus, out_dir=out, retriever="bedrock-kb")

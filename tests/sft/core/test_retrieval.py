@@ -12,11 +12,13 @@ from data_prep.extract import run_extract
 from data_prep.registry import load_registry
 from sft.core.errors import UserError
 from sft.core.retrieval import (
+    BedrockKBRetriever,
     CachedRetriever,
     KendraRetriever,
     LocalRetriever,
     Retriever,
     build_local_index,
+    check_retriever,
     jurisdiction_matches,
     open_retriever,
 )
@@ -185,3 +187,148 @@ def test_local_cache_keys_on_the_index_content(index_dir: Path, tmp_path: Path):
     cached = CachedRetriever(LocalRetriever(index_dir), tmp_path / "c.sqlite")
     assert cached.search("addictive feed", k=2) == cached.search("addictive feed", k=2)
     assert (cached.hits, cached.misses) == (1, 1)
+
+
+# ------------------------------------------------------------------------------ bedrock knowledge bases
+
+KB = "KB12345678"
+
+
+@pytest.fixture
+def bedrock(monkeypatch: pytest.MonkeyPatch):
+    """A real bedrock-agent-runtime client under botocore's Stubber: every request is validated against the
+    service model shipped with botocore, so a malformed filter fails here as it would at AWS."""
+    import boto3
+    from botocore.stub import Stubber
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-west-2")
+    client = boto3.client("bedrock-agent-runtime", region_name="us-west-2")
+    with Stubber(client) as stub:
+        yield client, stub
+        stub.assert_no_pending_responses()
+
+
+def _kb_result(chunk_id: str, jurisdiction: str, score: float, citation: str = "DSA Art. 28(1)") -> dict:
+    return {
+        "content": {"text": f"Text of {citation}.", "type": "TEXT"},
+        "location": {"type": "S3", "s3Location": {"uri": f"s3://laws/chunks/{chunk_id}.txt"}},
+        "metadata": {"chunk_id": chunk_id, "jurisdiction": jurisdiction, "law_id": "eu_dsa", "citation": citation,
+                     "page": 60.0, "title": "EU Digital Services Act", "uri": "https://eur-lex.europa.eu/x",
+                     "x-amz-bedrock-kb-chunk-id": "1%3A0%3Aabc"},
+        "score": score,
+    }
+
+
+def _kb_request(query: str, n: int, flt: dict | None = None, token: str | None = None) -> dict:
+    vector: dict = {"numberOfResults": n}
+    if flt:
+        vector["filter"] = flt
+    req = {"knowledgeBaseId": KB, "retrievalQuery": {"text": query},
+           "retrievalConfiguration": {"vectorSearchConfiguration": vector}}
+    if token:
+        req["nextToken"] = token
+    return req
+
+
+def test_bedrock_kb_request_filter_pagination_and_mapping(bedrock):
+    client, stub = bedrock
+    us = {"orAll": [{"equals": {"key": "jurisdiction", "value": j}} for j in ("US", "US-CA", "US-FL", "US-UT")]}
+    # Page 1 holds 1 of the 3 asked for: the retriever follows nextToken until it has k.
+    stub.add_response("retrieve", {"retrievalResults": [_kb_result("c1", "US-CA", 0.61, "Cal. § 27001")],
+                                   "nextToken": "t2"}, _kb_request("minor feeds", 3, us))
+    stub.add_response("retrieve", {"retrievalResults": [_kb_result("c2", "US", 0.72, "18 U.S.C. § 2258A(a)"),
+                                                        _kb_result("c3", "US-UT", 0.40, "Utah Code § 13-63-102")]},
+                      _kb_request("minor feeds", 3, us, "t2"))
+    stub.add_response("retrieve", {"retrievalResults": [_kb_result("c9", "EU", 0.9)]},
+                      _kb_request("profiling ads", 5, {"equals": {"key": "jurisdiction", "value": "EU"}}))
+    stub.add_response("retrieve", {"retrievalResults": []}, _kb_request("anything", 2))
+    r = open_retriever("bedrock-kb", knowledge_base_id=KB, jurisdictions=load_registry().jurisdictions())
+    assert isinstance(r, BedrockKBRetriever) and isinstance(r, Retriever)
+    r.client = client
+    hits = r.search("minor feeds", k=3, jurisdiction="us")
+    assert [h.id for h in hits] == ["c2", "c1", "c3"]  # most relevant first, across pages
+    first = hits[0]
+    assert (first.citation, first.law_id, first.jurisdiction, first.page, first.score) == (
+        "18 U.S.C. § 2258A(a)", "eu_dsa", "US", 60, 0.72)
+    assert first.uri == "https://eur-lex.europa.eu/x" and first.snippet == "Text of 18 U.S.C. § 2258A(a)."
+    assert first.source == "bedrock-kb:s3://laws/chunks/c2.txt"
+    assert [h.citation for h in r.search("profiling ads", k=5, jurisdiction="EU")] == ["DSA Art. 28(1)"]
+    assert r.search("anything", k=2) == []
+
+
+def test_bedrock_kb_result_without_our_metadata_still_maps():
+    from sft.core.retrieval import _kb_item
+
+    c = _kb_item({"content": {"text": "x"}, "location": {"type": "S3", "s3Location": {"uri": "s3://b/p/abc.txt"}},
+                  "score": 0.3})
+    assert (c.id, c.citation, c.jurisdiction, c.page, c.uri) == ("abc", "abc", "UNKNOWN", None, "s3://b/p/abc.txt")
+
+
+def test_bedrock_kb_client_retries_adaptively_and_needs_an_id(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    r = BedrockKBRetriever(KB, region="us-west-2")
+    assert r.client.meta.config.retries["mode"] == "adaptive" and r.client.meta.region_name == "us-west-2"
+    assert r.client.meta.service_model.service_name == "bedrock-agent-runtime"
+    with pytest.raises(UserError, match="not a knowledge base id"):
+        BedrockKBRetriever("my-kb-name", client=r.client)
+    with pytest.raises(UserError, match="needs --knowledge-base-id"):
+        check_retriever("bedrock-kb", None, None)
+
+
+def test_bedrock_kb_behind_the_cache_makes_no_repeat_calls(bedrock, tmp_path: Path):
+    client, stub = bedrock
+    stub.add_response("retrieve", {"retrievalResults": [_kb_result("c9", "EU", 0.9)]}, _kb_request("teen ads", 5))
+    cached = CachedRetriever(BedrockKBRetriever(KB, client=client), tmp_path / "kb.sqlite")
+    a = cached.search("teen ads", k=5)
+    cached.close()
+    again = CachedRetriever(BedrockKBRetriever(KB, client=client), tmp_path / "kb.sqlite")  # restarted process
+    assert again.search("teen ads", k=5) == a and (again.hits, again.misses) == (1, 0) and a[0].id == "c9"
+
+
+# ------------------------------------------------------------------------------------ hybrid (opt-in)
+
+
+@pytest.fixture(scope="module")
+def dense_index(index_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pytest.importorskip("wordllama")
+    out = tmp_path_factory.mktemp("dense") / "index"
+    build_local_index(index_dir / "chunks.jsonl", out, dense=True)
+    return out
+
+
+def test_dense_index_records_its_retrievers_and_bm25_stays_the_default(index_dir: Path, dense_index: Path):
+    import json
+
+    import numpy as np
+
+    from sft.core.retrieval import DENSE_MODEL
+
+    meta = json.loads((dense_index / "meta.json").read_text())
+    assert meta["retrievers"] == ["bm25", DENSE_MODEL]
+    assert json.loads((index_dir / "meta.json").read_text())["retrievers"] == ["bm25"]
+    vectors = np.load(dense_index / "dense.npy")
+    assert vectors.shape == (meta["chunks"], 256) and vectors.dtype == np.float16
+    q = "advertising based on profiling of minors"
+    assert LocalRetriever(dense_index).search(q, k=5) == LocalRetriever(index_dir).search(q, k=5)
+    assert LocalRetriever(dense_index).mode == "bm25"
+    with pytest.raises(UserError, match="no dense vectors"):
+        LocalRetriever(index_dir, mode="hybrid")
+
+
+def test_hybrid_fuses_both_rankings_within_the_jurisdiction_filter(dense_index: Path):
+    from sft.core.retrieval import RRF_K
+
+    hybrid, bm25 = LocalRetriever(dense_index, mode="hybrid"), LocalRetriever(dense_index)
+    q = "advertising based on profiling of minors"
+    hits = hybrid.search(q, k=5, jurisdiction="EU")
+    assert hits and {h.jurisdiction for h in hits} == {"EU"}
+    scores = [h.score for h in hits]
+    assert scores == sorted(scores, reverse=True) and scores[0] <= 2 / (RRF_K + 1)
+    assert "DSA Art. 28(2)" in [h.citation for h in hits]
+    # a word BM25 has never seen still gets dense neighbours (BM25 alone returns nothing)
+    assert bm25.search("zxqv teenagers", k=3) == [] and len(hybrid.search("zxqv teenagers", k=3)) == 3
+    assert hybrid.search(q, jurisdiction="US-TX") == []
+    assert hybrid.cache_key != bm25.cache_key  # a cache never serves one mode's answers to the other

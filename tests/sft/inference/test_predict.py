@@ -159,3 +159,24 @@ def test_duplicate_ids_and_stray_quotes_are_not_skipped_silently(predictor, tmp_
     quote.write_text('id,name,description\nq1,a,b\nq2,"c,d\nq3,e,f\n')
     with pytest.raises(ContractError, match=r"quote\.csv:3: unterminated quote"):
         run_predict(PredictConfig("unused", quote, tmp_path / "q"), predictor)
+
+
+def test_predict_with_a_bedrock_knowledge_base(predictor, tmp_path, monkeypatch):
+    """--retriever bedrock-kb: each feature's law context comes from Retrieve (a Stubber'd bedrock-agent-runtime
+    client, requests validated against the service model); without --knowledge-base-id, one clear error."""
+    from sft.core.errors import UserError
+    from tests.conftest import kb_result, stub_bedrock_retrieve
+
+    _, stub, queries = stub_bedrock_retrieve(monkeypatch, lambda params: [kb_result(
+        "us_ca_sb976#27001", "us_ca_sb976", "Cal. Health & Saf. Code § 27001", "US-CA",
+        "A provider shall not use an addictive feed for a minor without parental consent.")])
+    feats = tmp_path / "f.csv"
+    feats.write_text("id,name,description\nf1,Teen feed,Chronological feed for minors in California.\n")
+    with pytest.raises(UserError, match="needs --knowledge-base-id"):
+        run_predict(PredictConfig("unused", feats, tmp_path / "o", retriever="bedrock-kb"), predictor)
+    with stub:
+        cfg = PredictConfig("unused", feats, tmp_path / "o", retriever="bedrock-kb", knowledge_base_id="KB12345678")
+        assert run_predict(cfg, predictor)["predicted"] == 1
+    row = json.loads(cfg.jsonl_path.read_text().splitlines()[0])
+    assert row["context_ids"] == ["us_ca_sb976#27001"] and queries
+    assert "Teen feed" in queries[0]["retrievalQuery"]["text"]

@@ -236,13 +236,31 @@ def test_container_serve_entrypoint(opt_ml):
         proc.wait(timeout=30)
 
 
+def _invoke_teen_feature(opt_ml) -> tuple[int, str]:
+    """Load the endpoint (its retriever chosen from the environment) and send one EU minors feature."""
+    from sft.inference.serve import ServerState, make_server
+
+    state = ServerState(model_dir=opt_ml / "model", max_body=4096)
+    srv = make_server(state, "127.0.0.1", 0)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        state.load()
+        assert state.ready.is_set(), state.load_error
+        feature = {"id": "k1", "name": "Teen safety defaults", "description": "Private accounts by default for "
+                   "minors in the EU."}
+        status, _, body = call(f"http://127.0.0.1:{srv.server_address[1]}", "/invocations", json.dumps(feature))
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    return status, body
+
+
 def test_endpoint_with_kendra_index_retrieves_from_kendra(opt_ml, monkeypatch):
     """KENDRA_INDEX_ID on the endpoint: law context comes from Kendra's Retrieve API (a real boto3 client under
     botocore's Stubber, every request validated against the Kendra service model), not from the packaged index."""
     import boto3
     from botocore.stub import Stubber
 
-    from sft.inference.serve import ServerState, make_server
 
     monkeypatch.setenv("KENDRA_INDEX_ID", "b1c2d3e4-0000-4000-8000-000000000001")
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
@@ -266,21 +284,28 @@ def test_endpoint_with_kendra_index_retrieves_from_kendra(opt_ml, monkeypatch):
 
     client.meta.events.register("provide-client-params.kendra.Retrieve", answer)
     with stub:
-        state = ServerState(model_dir=opt_ml / "model", max_body=4096)
-        srv = make_server(state, "127.0.0.1", 0)
-        threading.Thread(target=srv.serve_forever, daemon=True).start()
-        try:
-            state.load()
-            assert state.ready.is_set(), state.load_error
-            feature = {"id": "k1", "name": "Teen safety defaults", "description": "Private accounts by default for "
-                       "minors in the EU."}
-            status, _, body = call(f"http://127.0.0.1:{srv.server_address[1]}", "/invocations", json.dumps(feature))
-        finally:
-            srv.shutdown()
-            srv.server_close()
+        status, body = _invoke_teen_feature(opt_ml)
     assert status == 200, body
     row = json.loads(body)
     assert row["context_ids"] == [kendra_chunk.id]  # not the packaged index's chunks
     assert row["citation"] in (None, kendra_chunk.citation)
     assert queries and all(q["IndexId"] == "b1c2d3e4-0000-4000-8000-000000000001" for q in queries)
     assert "Teen safety defaults" in queries[0]["QueryText"]  # the feature is the query
+
+
+def test_endpoint_with_knowledge_base_retrieves_from_bedrock(opt_ml, monkeypatch):
+    """KNOWLEDGE_BASE_ID on the endpoint: law context comes from Bedrock Knowledge Bases' Retrieve (a real
+    boto3 bedrock-agent-runtime client under botocore's Stubber, requests validated against its service model)."""
+    from tests.conftest import kb_result, stub_bedrock_retrieve
+
+    monkeypatch.setenv("KNOWLEDGE_BASE_ID", "KB12345678")
+    monkeypatch.delenv("KENDRA_INDEX_ID", raising=False)
+    _, stub, queries = stub_bedrock_retrieve(monkeypatch, lambda params: [kb_result(
+        "eu_dsa#art28-1", "eu_dsa", "DSA Art. 28(1)", "EU", "Providers of online platforms accessible to minors "
+        "shall ensure a high level of privacy, safety and security of minors.")])
+    with stub:
+        status, body = _invoke_teen_feature(opt_ml)
+    assert status == 200, body
+    assert json.loads(body)["context_ids"] == ["eu_dsa#art28-1"]  # not the packaged index's chunks
+    assert queries and all(q["knowledgeBaseId"] == "KB12345678" for q in queries)
+    assert "Teen safety defaults" in queries[0]["retrievalQuery"]["text"]

@@ -39,6 +39,8 @@ from sft.core.retrieval import (
     KB_ATTR_CHUNK_ID,
     KB_ATTR_CITATION,
     KB_ATTR_DATE,
+    KB_ATTR_DOC_KIND,
+    KB_ATTR_FOUND_BY,
     KB_ATTR_JURISDICTION,
     KB_ATTR_LAW_ID,
     KB_ATTR_PAGE,
@@ -75,7 +77,9 @@ def chunk_objects(chunk: LawContext) -> tuple[bytes, bytes]:
     """The text object and its ``.metadata.json`` sidecar for one chunk."""
     attrs: dict[str, Any] = {KB_ATTR_CHUNK_ID: chunk.id, KB_ATTR_JURISDICTION: chunk.jurisdiction,
                              KB_ATTR_LAW_ID: chunk.law_id, KB_ATTR_CITATION: chunk.citation,
-                             KB_ATTR_TITLE: chunk.title}
+                             KB_ATTR_TITLE: chunk.title, KB_ATTR_DOC_KIND: chunk.doc_kind}
+    if chunk.found_by:
+        attrs[KB_ATTR_FOUND_BY] = chunk.found_by
     if chunk.page is not None:
         attrs[KB_ATTR_PAGE] = chunk.page
     if chunk.uri:

@@ -51,6 +51,8 @@ KB_ATTR_URI = "uri"
 KB_ATTR_DATE = "date"
 KB_ATTR_ARTICLE = "article"
 KB_ATTR_SECTION = "section"
+KB_ATTR_DOC_KIND = "doc_kind"  # law | secondary: secondary sources are background, never cited
+KB_ATTR_FOUND_BY = "found_by"  # how the chunk's metadata was found (registry, content, inferred)
 KB_MAX_RESULTS = 100  # Retrieve: vectorSearchConfiguration.numberOfResults is 1..100
 KB_MAX_QUERY_CHARS = 20000  # Retrieve: retrievalQuery.text is at most 20,000 characters
 INDEX_FORMAT = 1
@@ -448,6 +450,8 @@ def _kb_item(result: dict[str, Any]) -> LawContext:
         source=f"bedrock-kb:{uri or chunk_id}",
         snippet=(result.get("content") or {}).get("text", ""),
         score=float(result.get("score") or 0.0),
+        doc_kind=str(meta.get(KB_ATTR_DOC_KIND) or "law"),
+        found_by=_opt_str(meta.get(KB_ATTR_FOUND_BY)),
     )
 
 

@@ -16,7 +16,9 @@ Trimming order, each step only while the prompt is still too long:
 1. law items, least relevant first, down to one (never the item a training answer cites);
 2. glossary notes, last first;
 3. the feature description, cut at a sentence boundary (at a word when one sentence is left);
-4. the last law items (a prompt with no law is reported, never silent).
+4. the law text of the items left, last item first, cut at a word down to ``MIN_SNIPPET_CHARS`` (the citation
+   stays: a training answer's cited item keeps its citation with a shorter quote);
+5. the last law items (a prompt with no law is reported, never silent).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from sft.core.contract import Feature, LawContext, PromptInput, render_prompt
 ANSWER_FRAME_TOKENS = 64  # {"compliance_flag": ..., "law": ..., "citation": ..., "reason": "..."} minus the reason
 DEFAULT_REASON_TOKENS = 48
 MIN_DESCRIPTION_CHARS = 80  # a description is never cut shorter than this (its first sentence, at least)
+MIN_SNIPPET_CHARS = 120  # nor a law item's text
 
 
 def answer_reserve(max_reason_tokens: int = DEFAULT_REASON_TOKENS) -> int:
@@ -157,7 +160,7 @@ def fit_prompt_input(prompt_input: PromptInput, instruction: str, tokenizer: Any
 
     pi = prompt_input
     prompt, n = render(pi)
-    cut = {"law_items": 0, "glossary_notes": 0, "description_chars": 0}
+    cut = {"law_items": 0, "glossary_notes": 0, "description_chars": 0, "law_text_chars": 0}
     if budget is None or n <= budget:
         return Fitted(pi, prompt, n, True, {})
 
@@ -168,7 +171,7 @@ def fit_prompt_input(prompt_input: PromptInput, instruction: str, tokenizer: Any
         return next((i for i in range(len(ctx) - 1, -1, -1)
                      if keep_citation is None or ctx[i].get("citation") != keep_citation), None)
 
-    steps = ("law_items_to_one", "glossary_notes", "description", "law_items")
+    steps = ("law_items_to_one", "glossary_notes", "description", "law_text", "law_items")
     for step in steps:
         while n > budget:
             if step in ("law_items_to_one", "law_items"):
@@ -179,6 +182,18 @@ def fit_prompt_input(prompt_input: PromptInput, instruction: str, tokenizer: Any
                 del ctx[i]
                 pi = pi.model_copy(update={"law_context": ctx})
                 cut["law_items"] += 1
+            elif step == "law_text":
+                ctx = [dict(c) for c in pi.law_context]
+                i = next((j for j in range(len(ctx) - 1, -1, -1)
+                          if len(str(ctx[j].get("text", ""))) > MIN_SNIPPET_CHARS + 4), None)
+                if i is None:
+                    break
+                text = str(ctx[i]["text"]).removesuffix(" ...")
+                keep = max(MIN_SNIPPET_CHARS, int(len(text) * 0.8))
+                shorter = text[:keep].rsplit(" ", 1)[0] + " ..."
+                cut["law_text_chars"] += len(ctx[i]["text"]) - len(shorter)
+                ctx[i]["text"] = shorter
+                pi = pi.model_copy(update={"law_context": ctx})
             elif step == "glossary_notes":
                 if not pi.glossary:
                     break

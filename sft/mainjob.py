@@ -283,7 +283,7 @@ def main(argv: list[str] | None = None) -> None:
 
     ap = argparse.ArgumentParser(prog="python -m sft.mainjob", description=__doc__.split("\n")[0])
     fields = MainJobConfig.__dataclass_fields__
-    for name, kind in (("out", Path), ("corpus", Path), ("features", Path), ("max_steps", int),
+    for name, kind in (("out", Path), ("corpus", Path), ("features", Path), ("realistic", Path), ("max_steps", int),
                        ("eval_limit", int), ("image", str)):
         ap.add_argument(f"--{name.replace('_', '-')}", type=kind, default=fields[name].default,
                         help=fields[name].metadata["help"])

@@ -16,6 +16,18 @@ from tests.conftest import REPO
 pytestmark = pytest.mark.slow
 
 
+def _csv_rows(path: Path, n: int) -> list[str]:
+    """The first ``n`` data rows of a CSV whose quoted fields may hold newlines, as CSV text."""
+    import csv
+    import io
+
+    with path.open(encoding="utf-8", newline="") as fh:
+        rows = list(csv.reader(fh))[1 : n + 1]
+    buf = io.StringIO()
+    csv.writer(buf).writerows(rows)
+    return [buf.getvalue()]
+
+
 def test_local_run_main_job_produces_every_artefact(tmp_path):
     features = tmp_path / "features.csv"
     rows = (REPO / "examples" / "features.csv").read_text().splitlines()
@@ -25,7 +37,11 @@ def test_local_run_main_job_produces_every_artefact(tmp_path):
     # Reuse the environment this test runs in (local_run.sh reinstalls only when pyproject.toml changed).
     # OUT relative to the repo, as a user types it (docker-compose once took a relative volume path for a name).
     env.update(OUT=os.path.relpath(out, REPO), VENV=str(Path(sys.executable).parent.parent), COLUMNS="200")
-    cmd = ["./local_run.sh", "--max-steps", "2", "--eval-limit", "4", "--features", str(features)]
+    realistic = tmp_path / "realistic.csv"  # the yardstick's first 5 specs (the whole set takes ~4 min on CPU)
+    realistic.write_text("\n".join((REPO / "examples" / "realistic" / "specs.csv").read_text().splitlines()[:1])
+                         + "\n" + "".join(_csv_rows(REPO / "examples" / "realistic" / "specs.csv", 5)))
+    cmd = ["./local_run.sh", "--max-steps", "2", "--eval-limit", "10", "--features", str(features),
+           "--realistic", str(realistic)]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=1500)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
@@ -44,7 +60,7 @@ def test_local_run_main_job_produces_every_artefact(tmp_path):
         assert json.loads((model / "adapter_config.json").read_text())["base_model_name_or_path"] == "demo"
 
     result = json.loads((out / "eval" / "eval.json").read_text())
-    assert result["n"] == 4
+    assert result["n"] == 10  # calibration needs at least 10 scored examples
     assert set(result["runs"]) >= {"model", "majority", "keyword"}
     for run in result["runs"].values():
         for key in ("json_valid_rate", "accuracy", "macro_f1", "per_class", "confusion", "law_accuracy",
@@ -58,7 +74,11 @@ def test_local_run_main_job_produces_every_artefact(tmp_path):
     assert all(p["flag"] in ("Needs Geo-Compliance", "No Geo-Compliance Needed", "Not Enough Information") for p in preds)
     assert (out / "predictions.csv").is_file()
     summary = (out / "summary.md").read_text()
-    assert "macro-F1" in summary and "keyword" in summary
+    assert "macro-F1" in summary and "keyword" in summary and "Realistic hand-written specs (5" in summary
+    real = json.loads((out / "eval-realistic" / "eval.json").read_text())
+    assert real["n"] == 5 and real["runs"]["model"]["reasons_naming_absent_law"] == 0
+    assert (model / "calibration.json").is_file()  # fitted on the template split, shipped with the model
+    assert all("confidence" in p and "needs_review" in p for p in preds)
     assert "macro-F1" in proc.stdout  # the summary table is printed
 
     # A second run reuses everything: no training, no evaluation, nothing predicted twice.

@@ -363,7 +363,8 @@ def calibrate(cfg: EvalConfig, result: dict[str, Any], preds: Sequence[Predictio
     rows = [(p.label_scores, g) for p, g in zip(preds, [x["gold"] for x in result["predictions"]], strict=True)
             if p.label_scores]
     if len(rows) < 10:
-        raise UserError(f"calibration needs at least 10 scored examples, got {len(rows)}")
+        log.warning("calibration skipped: it needs at least 10 scored examples, got %d (defaults stay)", len(rows))
+        return {}
     temp = fit_temperature([r[0] for r in rows], [r[1] for r in rows])
     calib = Calibration(temperature=round(temp, 4), fitted_on=str(cfg.data), n=len(rows))
     conf = [calib.probs(s)[max(s, key=s.get)] for s, _ in rows]

@@ -29,7 +29,7 @@ def _opt_ml(root: Path, hp: dict[str, str], *, validation: bool = True) -> Path:
 
 
 def _start(root: Path) -> subprocess.Popen:
-    env = {**os.environ, "GEOCOMPLY_OPT_ML": str(root)}
+    env = {**os.environ, "GEOCOMPLY_OPT_ML": str(root), "COLUMNS": "200"}  # wide: log lines stay whole
     env.pop("LOCAL_RANK", None)
     log = open(root / "log.txt", "w")  # a file, not a pipe: a full pipe would stall the job
     return subprocess.Popen([sys.executable, str(TRAIN)], env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -114,6 +114,34 @@ def test_data_parallel_two_cpu_processes(tmp_path, tiny_model_dir):
     metrics = json.loads((root / "model" / "metrics.json").read_text())
     assert metrics["world_size"] == 2 and metrics["global_step"] == 2
     assert (root / "model" / "adapter_model.safetensors").is_file()
+
+
+def test_sigterm_under_torchrun_checkpoints_every_rank_at_the_same_step(tmp_path, tiny_model_dir):
+    """A spot stop on a multi-GPU host: PID 1 forwards SIGTERM to torchrun's workers, which agree on one stop
+    step (an all-reduce of their flags), all save at it and exit; the job exits 143."""
+    import re
+
+    hp = {"model": str(tiny_model_dir), "max_steps": "1000", "save_steps": "2", "eval_sample": "0",
+          "batch_size": "1", "processes_per_host": "2", "logging_steps": "1", "merge": "False"}
+    root = _opt_ml(tmp_path / "ml", hp, validation=False)
+    ckpts = root / "checkpoints"
+    proc = _start(root)
+    deadline = time.time() + 90
+    while not list(ckpts.glob("checkpoint-*/trainer_state.json")):
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            pytest.fail("no checkpoint written: " + (root / "log.txt").read_text()[-3000:])
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    out = _wait(proc, root, 60)
+    assert proc.returncode == 143, out[-4000:]
+    stops = [int(n) for n in re.findall(r"stop requested: saving a checkpoint at step (\d+)", out)]
+    assert len(stops) == 2 and stops[0] == stops[1], out[-4000:]  # both ranks, the same step
+    last = ckpts / f"checkpoint-{stops[0]}"
+    assert max(int(p.name.split("-")[1]) for p in ckpts.glob("checkpoint-*")) == stops[0]
+    assert (last / "rng_state_0.pth").is_file() and (last / "rng_state_1.pth").is_file()  # every rank saved
+    assert json.loads((last / "trainer_state.json").read_text())["global_step"] == stops[0]
+    assert not (root / "output" / "failure").exists()
 
 
 @pytest.mark.parametrize(("given", "expected"), [(None, True), ("false", False), ("True", True)])

@@ -94,6 +94,31 @@ def worker_pids(parent: int) -> list[int]:
     return pids
 
 
+def host_memory_gib() -> float | None:
+    """MemTotal of this host (or container cgroup-less view), in GiB; None where /proc/meminfo is missing."""
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024 / 2**30
+    except OSError:
+        pass
+    return None
+
+
+def check_merge_fits(config: TrainConfig, host_gib: float | None) -> None:
+    """merge=true reloads the unquantized base on the host after training: refuse now, not hours later."""
+    if not config.merge or host_gib is None:
+        return
+    from sft.sagemaker.preflight import check_merge_host, load_arch
+
+    try:
+        arch = load_arch(config.model)
+    except UserError as e:  # a config we cannot read offline: the merge may still fit, so do not refuse
+        log.warning("merge: host memory not checked (%s)", e)
+        return
+    check_merge_host(arch, host_gib, "this host")
+
+
 def launch_data_parallel(opt: OptMl, config: TrainConfig) -> int | None:
     """Re-run this entry point under torchrun when there is more than one process to run; else None.
 
@@ -142,6 +167,7 @@ def main() -> int:
     opt = OptMl.from_env()
     try:
         config = container_config(opt)
+        check_merge_fits(config, host_memory_gib())
         code = launch_data_parallel(opt, config)
         if code is not None:
             if code not in (0, EXIT_INTERRUPTED):

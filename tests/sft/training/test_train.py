@@ -462,3 +462,18 @@ def test_ranks_agree_on_a_stop_only_one_of_them_heard():
     for p in procs:
         p.join(timeout=30)
     assert results == {0: (True, False), 1: (True, False)}
+
+
+def test_checkpoints_by_time_between_epoch_checkpoints(tmp_path, tiny_model_dir):
+    """checkpoint_minutes: a checkpoint whenever that much time has passed, whatever save_steps says (here
+    every step, as the clock is made to pass ~0 minutes); off with 0."""
+    from sft.training.train import run_training
+
+    cfg = _cfg(tmp_path, tiny_model_dir, max_steps=3, batch_size=2, save_steps=0, save_total_limit=0,
+               checkpoint_minutes=1e-9)
+    run_training(cfg)
+    steps = sorted(int(p.name.split("-")[1]) for p in (tmp_path / "out" / "checkpoints").glob("checkpoint-*"))
+    assert steps == [1, 2, 3]
+    off = cfg.replace(output=str(tmp_path / "off"), checkpoint_minutes=0.0)
+    run_training(off)
+    assert sorted(p.name for p in (tmp_path / "off" / "checkpoints").glob("checkpoint-*")) == ["checkpoint-3"]

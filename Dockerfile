@@ -25,13 +25,18 @@ RUN command -v tesseract >/dev/null || { apt-get update -qq \
 
 WORKDIR /opt/geocomply/src
 # Dependencies change less often than code: pyproject first, so a code edit reuses this layer.
-COPY pyproject.toml README.md ./
-RUN mkdir -p sft data_prep && touch sft/__init__.py data_prep/__init__.py \
- && python3 -m pip install --no-cache-dir ${PIP_INSTALL_ARGS} --no-build-isolation ".[train,qlora]" \
+# The constraints file pins the base's torch (and flash-attn, built against it): pip fails with a conflict
+# rather than swap in another torch (container/base_constraints.py says why).
+COPY pyproject.toml README.md container/base_constraints.py ./
+RUN python3 base_constraints.py > /opt/geocomply/constraints.txt && cat /opt/geocomply/constraints.txt \
+ && mkdir -p sft data_prep && touch sft/__init__.py data_prep/__init__.py \
+ && python3 -m pip install --no-cache-dir ${PIP_INSTALL_ARGS} --no-build-isolation \
+      -c /opt/geocomply/constraints.txt ".[train,qlora]" \
  && python3 -m pip uninstall -y geocomply && rm -rf build sft data_prep
 COPY sft ./sft
 COPY data_prep ./data_prep
-RUN python3 -m pip install --no-cache-dir --no-deps --no-build-isolation . && rm -rf build \
+RUN python3 -m pip install --no-cache-dir --no-deps --no-build-isolation -c /opt/geocomply/constraints.txt . \
+ && rm -rf build \
  && mkdir -p "$GEOCOMPLY_CACHE" && chmod 1777 "$GEOCOMPLY_CACHE"
 COPY container/ /opt/geocomply/bin/
 # Ahead of anything the base ships under the same names (the DLC has its own `train`/`serve`).

@@ -308,14 +308,16 @@ def preflight(
     max_length: Annotated[int, typer.Option()] = TrainConfig.default("max_length"),
     batch_size: Annotated[int, typer.Option()] = TrainConfig.default("batch_size"),
     lora_r: Annotated[int, typer.Option()] = TrainConfig.default("lora_r"),
+    gradient_checkpointing: Annotated[bool, typer.Option(help="As training sets it (on by default on GPUs).")] = True,
+    merge: Annotated[bool, typer.Option(help="Also check host memory for merge=true.")] = False,
 ) -> None:
-    """Estimate per-GPU training memory from the model's config; say whether it fits and what to change."""
+    """Estimate per-GPU training memory (and host memory for the merge); say whether it fits and what to change."""
     from sft.sagemaker.preflight import report
 
     est, text = report(model, instance, quantize=quantize, max_length=max_length, batch_size=batch_size,
-                       lora_r=lora_r)
+                       lora_r=lora_r, checkpointing=gradient_checkpointing, merge=merge)
     typer.echo(text)
-    if not est.fits:
+    if not est.fits or not est.host_fits:
         raise typer.Exit(2)
 
 # ------------------------------------------------------------------------------------------ review

@@ -74,12 +74,19 @@ class _Prefix:
     last_logprobs: Any  # (B, V) next-token log-probs after each prefix
 
 
+def _on_model(model: Any, data: Any) -> Any:
+    """A tensor on the model's device (a served GPU model must get GPU inputs; torch's default is the CPU)."""
+    import torch
+
+    return torch.tensor(data, device=model.device)
+
+
 def _prefill(model: Any, seqs: Sequence[list[int]], pad: int) -> _Prefix:
     import torch
 
     width = max(len(s) for s in seqs)
-    ids = torch.tensor([[pad] * (width - len(s)) + s for s in seqs])
-    mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in seqs])
+    ids = _on_model(model, [[pad] * (width - len(s)) + s for s in seqs])
+    mask = _on_model(model, [[0] * (width - len(s)) + [1] * len(s) for s in seqs])
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     with torch.inference_mode():
         out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1)
@@ -100,18 +107,18 @@ def score_from_prefix(model: Any, prefix: _Prefix, rows: Sequence[int], conts: S
 
     scores: list[float] = []
     for start in range(0, len(conts), batch_size):
-        sel = torch.tensor(rows[start : start + batch_size])
+        sel = _on_model(model, rows[start : start + batch_size])
         chunk = conts[start : start + batch_size]
         width = max(len(c) for c in chunk)
-        ids = torch.tensor([c + [0] * (width - len(c)) for c in chunk])
-        cont_mask = torch.tensor([[1] * len(c) + [0] * (width - len(c)) for c in chunk])
+        ids = _on_model(model, [c + [0] * (width - len(c)) for c in chunk])
+        cont_mask = _on_model(model, [[1] * len(c) + [0] * (width - len(c)) for c in chunk])
         cache = copy.deepcopy(prefix.cache)
         cache.batch_select_indices(sel)
         with torch.inference_mode():
             out = model(
                 input_ids=ids,
                 attention_mask=torch.cat([prefix.mask[sel], cont_mask], dim=-1),
-                position_ids=prefix.lengths[sel, None] + torch.arange(width),
+                position_ids=prefix.lengths[sel, None] + torch.arange(width, device=model.device),
                 cache=cache,
                 use_cache=True,
             )
@@ -175,8 +182,8 @@ def generate(model: Any, tokenizer: Any, contexts: Sequence[list[int]], max_new_
     for start in range(0, len(contexts), batch_size):
         chunk = contexts[start : start + batch_size]
         width = max(len(c) for c in chunk)
-        ids = torch.tensor([[pad] * (width - len(c)) + c for c in chunk])
-        mask = torch.tensor([[0] * (width - len(c)) + [1] * len(c) for c in chunk])
+        ids = _on_model(model, [[pad] * (width - len(c)) + c for c in chunk])
+        mask = _on_model(model, [[0] * (width - len(c)) + [1] * len(c) for c in chunk])
         stops = StoppingCriteriaList([_QuoteStop(tokenizer, width)]) if stop_at_quote else None
         with torch.inference_mode():
             gen = model.generate(

@@ -78,16 +78,18 @@ class Predictor:
     @classmethod
     def load(cls, spec: str | Path, config: DecodeConfig | None = None) -> Predictor:
 
+        from sft.core.device import detect_precision, serve_batch_size, serve_load_kwargs
         from sft.models import load_model_and_tokenizer
 
         path = model_path(spec)
-        log.info("loading model %s", path)
-        model, tok = load_model_and_tokenizer(path)
+        precision = detect_precision()
+        log.info("loading model %s (%s, %s)", path, "cuda" if precision.cuda else "cpu", precision.dtype)
+        model, tok = load_model_and_tokenizer(path, **serve_load_kwargs(precision))
         model.eval()
         train_cfg = _train_config(spec) if Path(str(spec)).is_dir() else {}
         max_length = train_cfg.get("max_length")
         reason_tokens = train_cfg.get("max_reason_tokens", DEFAULT_REASON_TOKENS)
-        config = config or DecodeConfig(max_reason_tokens=reason_tokens)
+        config = config or DecodeConfig(max_reason_tokens=reason_tokens, batch_size=serve_batch_size(precision))
         return cls(
             model, tok, model_id=str(spec), instruction=model_instruction(spec) if train_cfg else DEFAULT_INSTRUCTION,
             config=config, max_length=max_length if isinstance(max_length, int) else None,

@@ -48,6 +48,13 @@ class DeployConfig:
         self.name = self.name or unique_name("geocomply")
 
 
+def transform_timeout(instance_type: str) -> int:
+    """Seconds one Batch Transform record may take. A 7B answers a feature in ~1-3 s on a GPU (constrained
+    decoding: three scoring passes + ~48 reason tokens); on CPUs it takes minutes: the API's maximum."""
+    gpu = instance_type.startswith(("ml.g", "ml.p", "ml.inf", "ml.trn"))
+    return 600 if gpu else 3600
+
+
 def build_deploy_requests(cfg: DeployConfig) -> dict[str, dict[str, Any]]:
     """{API name: request} in call order: CreateModel, then CreateEndpointConfig + CreateEndpoint and/or
     CreateTransformJob."""
@@ -83,9 +90,18 @@ def build_deploy_requests(cfg: DeployConfig) -> dict[str, dict[str, Any]]:
         reqs["CreateTransformJob"] = {
             "TransformJobName": cfg.name,
             "ModelName": cfg.name,
-            # One JSON object per line in and out; each line is one /invocations request.
+            # One JSON object per line in and out; each line is one /invocations request. One feature is a
+            # few hundred bytes: 1 MB is ample, and one record per request keeps each within its timeout
+            # (a 6 MB multi-record payload is ~20k features, hours of decoding in one request).
             "BatchStrategy": "SingleRecord",
-            "MaxPayloadInMB": 6,
+            "MaxPayloadInMB": 1,
+            # The server answers one request at a time (the model holds the GPU): more in flight only queue,
+            # and the queueing counts against each one's timeout.
+            "MaxConcurrentTransforms": 1,
+            "ModelClientConfig": {
+                "InvocationsTimeoutInSeconds": transform_timeout(cfg.transform_instance_type),
+                "InvocationsMaxRetries": 1,
+            },
             "TransformInput": {
                 "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": cfg.transform_input}},
                 "ContentType": "application/jsonlines",

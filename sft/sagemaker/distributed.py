@@ -14,6 +14,8 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+from sft.core.errors import UserError
+
 MASTER_PORT = 7777  # multi-host rendezvous: every host must agree on it, so it is fixed (SageMaker's choice)
 
 
@@ -70,7 +72,12 @@ def plan(resource_config: dict[str, Any], processes_per_host: int = 0) -> Launch
     """``resource_config`` is SageMaker's resourceconfig.json ({"current_host", "hosts"})."""
     hosts = sorted(resource_config.get("hosts") or ["algo-1"])
     current = resource_config.get("current_host") or hosts[0]
-    nproc = processes_per_host or max(1, gpu_count())
+    gpus = gpu_count()
+    if processes_per_host == 1 and gpus > 1:
+        # One process would see every GPU, and TRL refuses the DataParallel the Trainer then wraps the model in.
+        raise UserError(f"processes_per_host=1 on a host with {gpus} GPUs: set 0 (one process per GPU, "
+                        "data-parallel) or pick a single-GPU instance")
+    nproc = processes_per_host or max(1, gpus)
     return Launch(hosts, current, nproc)
 
 

@@ -99,8 +99,14 @@ class LaunchConfig:
         from sft.sagemaker.env import decode_hyperparameter
         from sft.training.config import TrainConfig
 
-        TrainConfig.from_hyperparameters({k: decode_hyperparameter(v) for k, v in self.string_hyperparameters().items()},
-                                         where="--config/--hp")
+        train = TrainConfig.from_hyperparameters(
+            {k: decode_hyperparameter(v) for k, v in self.string_hyperparameters().items()}, where="--config/--hp")
+        from sft.sagemaker.preflight import HOST_GIB, KNOWN_ARCHS, Arch, check_merge_host
+
+        if train.merge and train.model in KNOWN_ARCHS and self.instance_type in HOST_GIB:
+            # The merge runs after training: out of host memory there would lose the hours before it.
+            check_merge_host(Arch.from_config(KNOWN_ARCHS[train.model]), HOST_GIB[self.instance_type],
+                             self.instance_type, self.instance_type)
 
     @property
     def checkpoint_uri(self) -> str:

@@ -11,6 +11,15 @@ Per-GPU estimate, from the model's architecture (config.json):
                (2*hidden bytes) plus one layer's full activations while it is recomputed
   logits       per token: vocab x (2 B bf16 logits + 4 B fp32 upcast in the loss + 4 B its gradient)
   overhead     CUDA context + allocator fragmentation: 1 GiB + 8%
+  QLoRA        peft's prepare_model_for_kbit_training casts the non-quantized embeddings / lm_head to fp32:
+               +2 B/param over the 16-bit load (+1.5 GiB for the 7B's 0.8B embedding params)
+
+Against what CUDA can actually allocate, not the nominal size: an A10G or L4 "24 GB" shows 23028 MiB
+(~22.5 GiB), a T4 "16 GB" 15360 MiB (15 GiB).
+
+Host memory (``--merge``): merging reloads the unquantized base in 16-bit on the CPU (2 B/param, 12.9 GiB for
+the 7B) while the training process still holds its own (~3 GiB: CUDA context, torch, the datasets), plus ~1 GiB
+for the OS: a 16 GiB ml.g4dn.xlarge or ml.g5.xlarge cannot merge a 7B.
 
 Checked against a public measurement: Qwen2.5-7B loaded in 4-bit nf4 with double quantization has a
 5.44 GB footprint (https://dev.to/sumanpro/qlora-fine-tuning-a-7b-model-on-a-16gb-gpu-it-shrank-to-54gb-in-front-of-me-28n4);
@@ -41,6 +50,54 @@ INSTANCES: dict[str, tuple[int, float, str]] = {
     "ml.p4d.24xlarge": (8, 40, "A100"), "ml.p4de.24xlarge": (8, 80, "A100"),
     "ml.p5.48xlarge": (8, 80, "H100"), "ml.p5e.48xlarge": (8, 141, "H200"),
 }
+
+# What CUDA can allocate per GPU (nvidia-smi's total, in GiB), by (GPU, nominal GiB).
+USABLE_GIB: dict[tuple[str, float], float] = {
+    ("A10G", 24): 22.5, ("L4", 24): 22.5, ("L40S", 48): 45.0, ("T4", 16): 15.0, ("V100", 16): 15.8,
+    ("A100", 40): 39.4, ("A100", 80): 79.2, ("H100", 80): 79.6, ("H200", 141): 139.8,
+}
+
+# Host memory (GiB) of each instance: the merge step runs on the host.
+HOST_GIB: dict[str, float] = {
+    **{f"ml.{fam}.{s}": gib for fam in ("g5", "g6") for s, gib in (
+        ("xlarge", 16), ("2xlarge", 32), ("4xlarge", 64), ("8xlarge", 128), ("16xlarge", 256), ("12xlarge", 192),
+        ("24xlarge", 384), ("48xlarge", 768))},
+    **{f"ml.g6e.{s}": gib for s, gib in (("xlarge", 32), ("2xlarge", 64), ("4xlarge", 128), ("8xlarge", 256),
+                                         ("16xlarge", 512), ("12xlarge", 384), ("48xlarge", 1536))},
+    "ml.g4dn.xlarge": 16, "ml.g4dn.2xlarge": 32, "ml.g4dn.12xlarge": 192,
+    "ml.p3.2xlarge": 61, "ml.p3.8xlarge": 244, "ml.p4d.24xlarge": 1152, "ml.p4de.24xlarge": 1152,
+    "ml.p5.48xlarge": 2048, "ml.p5e.48xlarge": 2048,
+}
+TRAINING_PROCESS_HOST_GIB = 3.0  # CUDA context + torch + datasets, still resident while the merge runs
+OS_HOST_GIB = 1.0
+
+
+def merge_host_bytes(arch: Arch) -> float:
+    """Host memory the merge needs: the unquantized base in 16-bit beside the training process and the OS."""
+    return (arch.linear_params + arch.embedding_params) * 2 + (TRAINING_PROCESS_HOST_GIB + OS_HOST_GIB) * GIB
+
+
+def merge_instance(arch: Arch, instance: str) -> str | None:
+    """The smallest instance of the same GPU and count whose host memory holds the merge (None: none known)."""
+    gpus, gib, gpu = INSTANCES[instance]
+    need = merge_host_bytes(arch)
+    fits = [(HOST_GIB[name], name) for name, spec in INSTANCES.items()
+            if spec == (gpus, gib, gpu) and HOST_GIB.get(name, 0) * GIB >= need]
+    return min(fits)[1] if fits else None
+
+
+def check_merge_host(arch: Arch, host_gib: float, where: str, instance: str | None = None) -> None:
+    """Refuse merge=true where host memory cannot hold it, naming what to do instead."""
+    need = merge_host_bytes(arch)
+    if host_gib * GIB >= need:
+        return
+    pick = merge_instance(arch, instance) if instance in INSTANCES else None
+    raise UserError(
+        f"merge: needs ~{need / GIB:.1f} GiB of host memory (the unquantized base in 16-bit, "
+        f"{(need / GIB) - TRAINING_PROCESS_HOST_GIB - OS_HOST_GIB:.1f} GiB, beside the training process); {where} "
+        f"has {host_gib:.0f} GiB: set merge=false (serve the adapter on its base)"
+        + (f" or train on {pick} ({HOST_GIB[pick]:.0f} GiB)" if pick else " or pick an instance with more memory"))
+
 
 # Architectures we can estimate without a download (the default model, and the one the measurement used).
 KNOWN_ARCHS: dict[str, dict[str, Any]] = {
@@ -100,6 +157,10 @@ class Estimate:
     gpu_gib: float
     gpus: int
     gpu: str
+    usable_gib: float
+    host_gib: float
+    merge_host: float
+    """Host bytes the merge would need (0: no merge asked)."""
 
     @property
     def total(self) -> float:
@@ -107,7 +168,11 @@ class Estimate:
 
     @property
     def fits(self) -> bool:
-        return self.total <= self.gpu_gib * GIB
+        return self.total <= self.usable_gib * GIB
+
+    @property
+    def host_fits(self) -> bool:
+        return self.merge_host <= self.host_gib * GIB
 
 
 def weight_bytes(arch: Arch, quantize: str | None) -> float:
@@ -120,10 +185,11 @@ def weight_bytes(arch: Arch, quantize: str | None) -> float:
 
 def estimate(arch: Arch, instance: str, *, quantize: str | None = None, max_length: int = TrainConfig.default("max_length"),
              batch_size: int = TrainConfig.default("batch_size"), lora_r: int = TrainConfig.default("lora_r"),
-             checkpointing: bool = True) -> Estimate:
+             checkpointing: bool = True, merge: bool = False) -> Estimate:
     if instance not in INSTANCES:
         raise UserError(f"unknown instance {instance!r}; known: {', '.join(sorted(INSTANCES))}")
     gpus, gib, gpu = INSTANCES[instance]
+    usable = USABLE_GIB.get((gpu, gib), gib * 0.94)
     tokens = max_length * batch_size  # worst case: a batch of examples at the full budget
     h = arch.hidden
     if checkpointing:
@@ -131,10 +197,13 @@ def estimate(arch: Arch, instance: str, *, quantize: str | None = None, max_leng
     else:
         act = arch.layers * tokens * 34 * h
     weights = weight_bytes(arch, quantize)
+    if quantize == "4bit":
+        weights += arch.embedding_params * 2  # prepare_model_for_kbit_training: 16-bit embeddings -> fp32
     core = weights + arch.lora_params(lora_r) * 16 + act + tokens * arch.vocab * 10
     return Estimate(
         weights=weights, lora=arch.lora_params(lora_r) * 16, activations=act, logits=tokens * arch.vocab * 10,
-        overhead=GIB + 0.08 * core, gpu_gib=gib, gpus=gpus, gpu=gpu,
+        overhead=GIB + 0.08 * core, gpu_gib=gib, gpus=gpus, gpu=gpu, usable_gib=usable,
+        host_gib=HOST_GIB.get(instance, 0), merge_host=merge_host_bytes(arch) if merge else 0.0,
     )
 
 
@@ -160,10 +229,13 @@ def load_arch(spec: str) -> Arch:
     return Arch.from_config(cfg.to_dict())
 
 
-def advice(est: Estimate, quantize: str | None, batch_size: int, max_length: int) -> list[str]:
+def advice(est: Estimate, quantize: str | None, batch_size: int, max_length: int,
+           checkpointing: bool = True) -> list[str]:
     if est.fits:
         return []
     tips = []
+    if not checkpointing:
+        tips.append("gradient_checkpointing=true: activations of one layer instead of all of them")
     if quantize != "4bit":
         tips.append("--quantize 4bit (QLoRA) cuts the frozen weights by ~3.5x")
     if batch_size > 1:
@@ -175,19 +247,28 @@ def advice(est: Estimate, quantize: str | None, batch_size: int, max_length: int
 
 
 def report(spec: str, instance: str, *, quantize: str | None, max_length: int, batch_size: int,
-           lora_r: int = TrainConfig.default("lora_r")) -> tuple[Estimate, str]:
+           lora_r: int = TrainConfig.default("lora_r"), checkpointing: bool = True,
+           merge: bool = False) -> tuple[Estimate, str]:
     arch = load_arch(spec)
-    est = estimate(arch, instance, quantize=quantize, max_length=max_length, batch_size=batch_size, lora_r=lora_r)
+    est = estimate(arch, instance, quantize=quantize, max_length=max_length, batch_size=batch_size, lora_r=lora_r,
+                   checkpointing=checkpointing, merge=merge)
     lines = [
         f"{spec} on {instance} ({est.gpus} x {est.gpu} {est.gpu_gib:.0f} GiB), "
         f"{'QLoRA 4-bit' if quantize == '4bit' else 'LoRA bf16'}, batch {batch_size} x {max_length} tokens:",
-        f"  weights      {est.weights / GIB:6.2f} GiB",
+        f"  weights      {est.weights / GIB:6.2f} GiB" + ("  (embeddings fp32 for k-bit training)" if quantize else ""),
         f"  LoRA+Adam    {est.lora / GIB:6.2f} GiB  (r={lora_r}, {arch.lora_params(lora_r) / 1e6:.1f}M params)",
-        f"  activations  {est.activations / GIB:6.2f} GiB  (gradient checkpointing on)",
+        f"  activations  {est.activations / GIB:6.2f} GiB  (gradient checkpointing {'on' if checkpointing else 'OFF'})",
         f"  logits       {est.logits / GIB:6.2f} GiB  (vocab {arch.vocab})",
         f"  overhead     {est.overhead / GIB:6.2f} GiB",
-        f"  total        {est.total / GIB:6.2f} GiB of {est.gpu_gib:.0f} GiB -> "
+        f"  total        {est.total / GIB:6.2f} GiB of {est.usable_gib:.1f} GiB usable -> "
         + ("fits" if est.fits else "DOES NOT FIT"),
     ]
-    lines += [f"  try: {t}" for t in advice(est, quantize, batch_size, max_length)]
+    lines += [f"  try: {t}" for t in advice(est, quantize, batch_size, max_length, checkpointing)]
+    if merge:
+        lines.append(f"  merge (host) {est.merge_host / GIB:6.2f} GiB of {est.host_gib:.0f} GiB host memory -> "
+                     + ("fits" if est.host_fits else "DOES NOT FIT"))
+        if not est.host_fits:
+            pick = merge_instance(arch, instance)
+            lines.append("  try: merge=false (serve the adapter on its base)"
+                         + (f", or {pick} ({HOST_GIB[pick]:.0f} GiB host memory)" if pick else ""))
     return est, "\n".join(lines)

@@ -8,7 +8,9 @@ end of the current step and exits 143; the next job resumes from it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import signal
 import subprocess
 import traceback
@@ -74,8 +76,60 @@ def container_config(opt: OptMl) -> TrainConfig:
     )
 
 
+def worker_pids(parent: int) -> list[int]:
+    """The direct children of ``parent`` (torchrun's workers), read from /proc."""
+    from pathlib import Path
+
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # exited meanwhile
+            continue
+        # "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split after the last ')'.
+        if int(stat[stat.rindex(")") + 2 :].split()[1]) == parent:
+            pids.append(int(entry.name))
+    return pids
+
+
+def host_memory_gib() -> float | None:
+    """MemTotal of this host (or container cgroup-less view), in GiB; None where /proc/meminfo is missing."""
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024 / 2**30
+    except OSError:
+        pass
+    return None
+
+
+def check_merge_fits(config: TrainConfig, host_gib: float | None) -> None:
+    """merge=true reloads the unquantized base on the host after training: refuse now, not hours later."""
+    if not config.merge or host_gib is None:
+        return
+    from sft.sagemaker.preflight import check_merge_host, load_arch
+
+    try:
+        arch = load_arch(config.model)
+    except UserError as e:  # a config we cannot read offline: the merge may still fit, so do not refuse
+        log.warning("merge: host memory not checked (%s)", e)
+        return
+    check_merge_host(arch, host_gib, "this host")
+
+
 def launch_data_parallel(opt: OptMl, config: TrainConfig) -> int | None:
-    """Re-run this entry point under torchrun when there is more than one process to run; else None."""
+    """Re-run this entry point under torchrun when there is more than one process to run; else None.
+
+    SIGTERM (spot reclaim, StopTrainingJob) goes to this process, PID 1. It is forwarded to torchrun's workers
+    themselves, not to torchrun: torchrun starts each worker in its own session (a signal to torchrun's
+    process group never reaches them), and a torchrun that hears SIGTERM gives its workers 30 s before
+    SIGKILL, less than a 7B step + checkpoint may need of the 120 s spot notice. The workers agree on the stop
+    step (sft.training.train.agree_across_ranks), checkpoint, and exit; torchrun then exits on its own.
+    """
+    import time
+
     from sft.sagemaker.distributed import inside_launcher, plan
 
     if inside_launcher():
@@ -85,9 +139,25 @@ def launch_data_parallel(opt: OptMl, config: TrainConfig) -> int | None:
         return None
     cmd = launch.command("sft.sagemaker.training_job")
     log.info("data-parallel: %d host(s) x %d process(es): %s", launch.nnodes, launch.nproc_per_node, " ".join(cmd))
-    # torchrun forwards SIGTERM to its workers, which checkpoint and exit; we only wait.
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    return subprocess.run(cmd).returncode
+    stopping = False
+    signalled: set[int] = set()
+
+    def on_sigterm(signum, frame):  # noqa: ARG001 - signal handler signature
+        nonlocal stopping
+        log.warning("SIGTERM: forwarding to the training processes (checkpoint at the next step, then exit)")
+        stopping = True
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    proc = subprocess.Popen(cmd)
+    while proc.poll() is None:
+        if stopping:  # also reaches workers torchrun starts after the signal came
+            for pid in set(worker_pids(proc.pid)) - signalled:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
+                signalled.add(pid)
+        time.sleep(0.2)
+    # Stopped workers exit 143, which torchrun reports as a failed child (exit 1): the job was stopped.
+    return EXIT_INTERRUPTED if stopping else proc.returncode
 
 
 def main() -> int:
@@ -97,6 +167,7 @@ def main() -> int:
     opt = OptMl.from_env()
     try:
         config = container_config(opt)
+        check_merge_fits(config, host_memory_gib())
         code = launch_data_parallel(opt, config)
         if code is not None:
             if code not in (0, EXIT_INTERRUPTED):

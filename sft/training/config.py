@@ -76,6 +76,9 @@ class TrainConfig:
     eval_sample: int = _f(16, "Validation examples to generate answers for at each evaluation (0: off).")
     max_new_tokens: int = _f(96, "Generation budget for those answers.")
     save_steps: int = _f(0, "Evaluate + checkpoint every N steps (0: every epoch).")
+    checkpoint_minutes: float = _f(15.0, "Also checkpoint when this many minutes have passed since the last "
+                                         "checkpoint (0: off), so a job killed without its stop checkpoint "
+                                         "(past the 120 s spot notice, a crash) loses at most that much.")
     save_total_limit: int = _f(2, "Checkpoints kept (the best one is always kept).")
     checkpoint_dir: str | None = _f(None, "Where checkpoints go (default OUTPUT/checkpoints).")
     resume: bool = _f(True, "Resume from the latest checkpoint in checkpoint_dir when there is one.")
@@ -106,6 +109,8 @@ class TrainConfig:
         for name in ("eval_sample", "save_steps", "max_new_tokens", "save_total_limit", "processes_per_host"):
             if getattr(self, name) < 0:
                 raise UserError(f"{name}: must be >= 0, got {getattr(self, name)}")
+        if self.checkpoint_minutes < 0:
+            raise UserError(f"checkpoint_minutes: must be >= 0, got {self.checkpoint_minutes}")
         if self.learning_rate <= 0 or self.epochs <= 0:
             raise UserError("learning_rate and epochs must be > 0")
         if not 0 <= self.lora_dropout < 1 or not 0 <= self.warmup_ratio < 1:

@@ -38,11 +38,19 @@ class Device:
     bf16: bool
 
     @classmethod
-    def detect(cls) -> Device:
-        import torch
+    def for_capability(cls, capability: tuple[int, int] | None) -> Device:
+        """bf16 (and with it FlashAttention-2, see ``model_load_kwargs``) only from compute capability 8.0: a T4
+        (7.5) reports ``is_bf16_supported()`` True through emulation, then crashes in flash-attn. See sft.core.device."""
+        from sft.core.device import decide_precision
 
-        cuda = torch.cuda.is_available()
-        return cls(cuda=cuda, bf16=cuda and torch.cuda.is_bf16_supported())
+        precision = decide_precision(capability, flash_attn_installed=False)
+        return cls(cuda=precision.cuda, bf16=precision.bf16)
+
+    @classmethod
+    def detect(cls) -> Device:
+        from sft.core.device import gpu_capability
+
+        return cls.for_capability(gpu_capability())
 
     @property
     def dtype(self) -> Any:
@@ -139,6 +147,27 @@ def load_model(config: TrainConfig, source: Any, device: Device, token: str | No
     return model
 
 
+def fp32_trainable_for_fp16(model: Any, device: Device) -> int:
+    """fp16 training (pre-Ampere GPUs): make every trainable parameter fp32; returns how many were cast.
+
+    TRL casts a 4-bit model's LoRA weights to bf16 (the QLoRA paper's choice, made for bf16 GPUs). Under fp16
+    the gradient scaler then unscales bf16 gradients, which CUDA has no kernel for
+    ("_amp_foreach_non_finite_check_and_unscale_cuda not implemented for 'BFloat16'", at the first clip), and
+    it refuses fp16 ones ("Attempting to unscale FP16 gradients"): mixed precision wants fp32 master weights.
+    LoRA weights are ~0.3% of a 7B's parameters (20M x 4 B = 80 MB), so fp32 costs nothing that matters.
+    """
+    if not device.cuda or device.bf16:
+        return 0
+    import torch
+
+    cast = 0
+    for param in model.parameters():
+        if param.requires_grad and param.dtype != torch.float32:
+            param.data = param.data.float()
+            cast += 1
+    return cast
+
+
 def lora_config(config: TrainConfig) -> Any:
     from peft import LoraConfig
 
@@ -176,10 +205,27 @@ def make_callbacks(config: TrainConfig, val_examples: list[Any], run: RunState) 
                      state.global_step, 100 * scores["json_valid_rate"], 100 * scores["label_accuracy"], scores["n"])
 
     class StopOnSignal(TrainerCallback):
-        """SIGTERM (spot interruption, job stop): save a checkpoint at the end of this step, then stop."""
+        """SIGTERM (spot interruption, job stop): save a checkpoint at the end of this step, then stop. Also a
+        checkpoint whenever ``checkpoint_minutes`` have passed since the last one.
+
+        Under torchrun each rank has its own flag and hears the signal at its own moment: the flags are
+        combined by one all-reduce (MAX) per step, so every rank saves and stops at the same step (a rank
+        that stopped alone would leave the others waiting in the next gradient all-reduce until killed)."""
+
+        def __init__(self) -> None:
+            self.last_save = time.monotonic()
+
+        def on_save(self, args, state, control, **kw):
+            self.last_save = time.monotonic()
 
         def on_step_end(self, args, state, control, **kw):
-            if run.stop_requested:
+            minutes = config.checkpoint_minutes
+            due = bool(minutes) and time.monotonic() - self.last_save >= minutes * 60
+            stop, due = agree_across_ranks((run.stop_requested, due), args.device)
+            if due and not stop:
+                log.info("checkpoint at step %d (%.0f min since the last one)", state.global_step, minutes)
+                control.should_save = True
+            if stop:
                 log.warning("stop requested: saving a checkpoint at step %d and stopping", state.global_step)
                 control.should_save = True
                 control.should_training_stop = True
@@ -187,6 +233,19 @@ def make_callbacks(config: TrainConfig, val_examples: list[Any], run: RunState) 
             return control
 
     return [GeneratedAnswerMetrics(), StopOnSignal()]
+
+
+def agree_across_ranks(flags: tuple[bool, ...], device: Any) -> tuple[bool, ...]:
+    """Each flag set on any rank is set on all (one all-reduce of a few bytes per step: ~0.1 ms over NCCL,
+    next to steps of seconds). A single process returns ``flags`` unchanged."""
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return flags
+    values = torch.tensor([float(f) for f in flags], device=device)
+    dist.all_reduce(values, op=dist.ReduceOp.MAX)
+    return tuple(bool(v) for v in values.tolist())
 
 
 def generation_metrics(model: Any, tokenizer: Any, examples: list[Any], max_new_tokens: int) -> dict[str, Any]:
@@ -278,6 +337,10 @@ def trainer_arguments(config: TrainConfig, device: Device, *, checkpoint_dir: Pa
         # NCCL on GPUs; gloo for CPU data-parallel (only set under torchrun, where WORLD_SIZE > 1).
         ddp_backend="gloo" if not device.cuda and int(os.environ.get("WORLD_SIZE", 1)) > 1 else None,
         gradient_checkpointing=wants_checkpointing(config, device),
+        # Every LoRA weight gets a gradient every step: without this, DDP walks the autograd graph after each
+        # forward looking for unused parameters (the Trainer's default for a PeftModel is True), and reentrant
+        # gradient checkpointing (TRL's choice under PEFT) is incompatible with that search.
+        ddp_find_unused_parameters=False,
         # The budget already made every example fit; TRL must never truncate (it would cut the answer).
         max_length=None,
         completion_only_loss=True,
@@ -341,6 +404,8 @@ def build_trainer(config: TrainConfig, run: RunState | None = None) -> Prepared:
         peft_config=lora_config(config),
         callbacks=make_callbacks(config, val.examples if val else [], run),
     )
+    if fp32_trainable_for_fp16(trainer.model, device):
+        log.info("fp16 training: LoRA weights kept in fp32 for the gradient scaler")
     # CPU speed-ups (no-ops on CUDA): the LM head only over answer positions; cheap LoRA dropout masks.
     score_answer_positions_only(trainer.model)
     if weight_label_tokens(trainer.model, label_token_count(tokenizer), config.label_loss_weight):

@@ -36,6 +36,15 @@ def test_dry_run_prints_model_endpoint_and_transform_requests():
     assert tj["TransformInput"]["SplitType"] == "Line"
     assert tj["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"] == "s3://geo-bkt/predict/in"
     assert tj["TransformOutput"]["S3OutputPath"] == "s3://geo-bkt/predict/out"
+    # One feature per request, one request at a time, each within its timeout.
+    assert (tj["BatchStrategy"], tj["MaxPayloadInMB"], tj["MaxConcurrentTransforms"]) == ("SingleRecord", 1, 1)
+    assert tj["ModelClientConfig"]["InvocationsTimeoutInSeconds"] == 600  # ml.g5.xlarge
+
+
+def test_transform_timeout_follows_the_instance():
+    from sft.sagemaker.deploy import transform_timeout
+
+    assert transform_timeout("ml.g4dn.xlarge") == 600 and transform_timeout("ml.m5.xlarge") == 3600
 
 
 @pytest.mark.parametrize(

@@ -35,3 +35,17 @@ def test_single_host_uses_a_free_local_port(monkeypatch):
         assert port != MASTER_PORT and _arg(cmd, "--master_addr") == "127.0.0.1"
         with socket.socket() as s:
             s.bind(("127.0.0.1", port))  # free right now
+
+
+def test_one_process_on_a_multi_gpu_host_is_refused(monkeypatch):
+    """It would skip torchrun; the Trainer would wrap the model in DataParallel, which TRL refuses."""
+    import pytest
+
+    from sft.core.errors import UserError
+
+    monkeypatch.setenv("SM_NUM_GPUS", "4")
+    with pytest.raises(UserError, match="processes_per_host=1 on a host with 4 GPUs: set 0"):
+        plan({"current_host": "algo-1", "hosts": ["algo-1"]}, processes_per_host=1)
+    assert plan({"current_host": "algo-1", "hosts": ["algo-1"]}).world_size == 4
+    monkeypatch.setenv("SM_NUM_GPUS", "1")
+    assert plan({"current_host": "algo-1", "hosts": ["algo-1"]}, processes_per_host=1).world_size == 1

@@ -207,3 +207,15 @@ def test_bundled_configs_launch_and_fit_their_instance(config, instance):
     est = estimate(load_arch(cfg.model), instance, quantize=cfg.quantize, batch_size=cfg.batch_size,
                    max_length=cfg.max_length, checkpointing=checkpointing)
     assert est.fits, est
+
+
+def test_launch_refuses_a_merge_the_instance_cannot_hold():
+    """The 7B g5 config (merge: true) on a 16 GiB ml.g5.xlarge: refused before paying, naming the instance."""
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[3] / "examples" / "configs" / "lora-7b-g5.yaml"
+    args = ("launch", "--dry-run", "--image", IMAGE, "--role", ROLE, "--train", "s3://geo-bkt/t",
+            "--output", "s3://geo-bkt/o", "--config", str(path))
+    with pytest.raises(UserError, match=r"merge: needs .* ml\.g5\.xlarge has 16 GiB: .* train on ml\.g5\.2xlarge"):
+        run_cli(*args, "--instance-type", "ml.g5.xlarge")
+    assert run_cli(*args, "--instance-type", "ml.g5.xlarge", "--hp", "merge=false").exit_code == 0

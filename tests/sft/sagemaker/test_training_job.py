@@ -29,7 +29,7 @@ def _opt_ml(root: Path, hp: dict[str, str], *, validation: bool = True) -> Path:
 
 
 def _start(root: Path) -> subprocess.Popen:
-    env = {**os.environ, "GEOCOMPLY_OPT_ML": str(root)}
+    env = {**os.environ, "GEOCOMPLY_OPT_ML": str(root), "COLUMNS": "200"}  # wide: log lines stay whole
     env.pop("LOCAL_RANK", None)
     log = open(root / "log.txt", "w")  # a file, not a pipe: a full pipe would stall the job
     return subprocess.Popen([sys.executable, str(TRAIN)], env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -44,20 +44,25 @@ def _wait(proc: subprocess.Popen, root: Path, timeout: float) -> str:
     return (root / "log.txt").read_text()
 
 
+def _stop_after_first_checkpoint(root: Path, *, start_s: float, stop_s: float) -> tuple[subprocess.Popen, str]:
+    """Start the job, SIGTERM it (what SageMaker sends on a spot reclaim) once a checkpoint exists, wait."""
+    proc = _start(root)
+    deadline = time.time() + start_s
+    while not list((root / "checkpoints").glob("checkpoint-*/trainer_state.json")):
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            pytest.fail("no checkpoint written: " + (root / "log.txt").read_text()[-3000:])
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    return proc, _wait(proc, root, stop_s)
+
+
 def test_interrupted_run_checkpoints_and_next_job_resumes(tmp_path, tiny_model_dir):
     hp = {"model": str(tiny_model_dir), "max_steps": "1000", "save_steps": "2", "eval_sample": "0",
           "batch_size": "2", "logging_steps": "1", "merge": "False"}
     root = _opt_ml(tmp_path / "ml", hp, validation=False)
     ckpts = root / "checkpoints"
-    proc = _start(root)
-    deadline = time.time() + 120
-    while not list(ckpts.glob("checkpoint-*/trainer_state.json")):
-        if proc.poll() is not None or time.time() > deadline:
-            proc.kill()
-            pytest.fail("no checkpoint written: " + (root / "log.txt").read_text()[-3000:])
-        time.sleep(0.1)
-    proc.send_signal(signal.SIGTERM)  # what SageMaker sends on a spot reclaim
-    out = _wait(proc, root, 120)
+    proc, out = _stop_after_first_checkpoint(root, start_s=120, stop_s=120)
     assert proc.returncode == 143, out[-3000:]
     saved = max(int(p.name.split("-")[1]) for p in ckpts.glob("checkpoint-*"))
     assert saved >= 2 and saved < 1000
@@ -114,6 +119,26 @@ def test_data_parallel_two_cpu_processes(tmp_path, tiny_model_dir):
     metrics = json.loads((root / "model" / "metrics.json").read_text())
     assert metrics["world_size"] == 2 and metrics["global_step"] == 2
     assert (root / "model" / "adapter_model.safetensors").is_file()
+
+
+def test_sigterm_under_torchrun_checkpoints_every_rank_at_the_same_step(tmp_path, tiny_model_dir):
+    """A spot stop on a multi-GPU host: PID 1 forwards SIGTERM to torchrun's workers, which agree on one stop
+    step (an all-reduce of their flags), all save at it and exit; the job exits 143."""
+    import re
+
+    hp = {"model": str(tiny_model_dir), "max_steps": "1000", "save_steps": "2", "eval_sample": "0",
+          "batch_size": "1", "processes_per_host": "2", "logging_steps": "1", "merge": "False"}
+    root = _opt_ml(tmp_path / "ml", hp, validation=False)
+    ckpts = root / "checkpoints"
+    proc, out = _stop_after_first_checkpoint(root, start_s=90, stop_s=60)
+    assert proc.returncode == 143, out[-4000:]
+    stops = [int(n) for n in re.findall(r"stop requested: saving a checkpoint at step (\d+)", out)]
+    assert len(stops) == 2 and stops[0] == stops[1], out[-4000:]  # both ranks, the same step
+    last = ckpts / f"checkpoint-{stops[0]}"
+    assert max(int(p.name.split("-")[1]) for p in ckpts.glob("checkpoint-*")) == stops[0]
+    assert (last / "rng_state_0.pth").is_file() and (last / "rng_state_1.pth").is_file()  # every rank saved
+    assert json.loads((last / "trainer_state.json").read_text())["global_step"] == stops[0]
+    assert not (root / "output" / "failure").exists()
 
 
 @pytest.mark.parametrize(("given", "expected"), [(None, True), ("false", False), ("True", True)])

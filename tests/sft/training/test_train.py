@@ -406,3 +406,74 @@ def test_one_example_per_pass_on_cpu_makes_the_padded_batch_step(tmp_path, tiny_
     assert all(g.abs().sum() > 0 for g in alone.values())
     for n, g in alone.items():
         torch.testing.assert_close(g, batched[n], rtol=1e-4, atol=1e-7, msg=n)
+
+
+def test_fp16_keeps_4bit_lora_weights_fp32_for_the_grad_scaler(tmp_path, tiny_model_dir, monkeypatch):
+    """A T4 trains in fp16: TRL casts a 4-bit model's LoRA weights to bf16, which CUDA's gradient scaler cannot
+    unscale. The real QLoRA trainer, built on CPU, then given the fp16 device's fix: every trainable weight fp32,
+    and the scaler's unscale (the step that crashed) runs on their gradients."""
+    pytest.importorskip("bitsandbytes")
+    import torch
+
+    import sft.training.train as train
+
+    prep = train.build_trainer(_cfg(tmp_path, tiny_model_dir, quantize="4bit"))
+    model = prep.trainer.model
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    assert trainable and {p.dtype for p in trainable} == {torch.bfloat16}  # what TRL does to a 4-bit model
+    assert train.fp32_trainable_for_fp16(model, train.Device.for_capability((8, 6))) == 0  # bf16 GPU: as TRL left it
+    assert train.fp32_trainable_for_fp16(model, train.Device.for_capability((7, 5))) == len(trainable)
+    assert {p.dtype for p in trainable} == {torch.float32}
+    for p in trainable:
+        p.grad = torch.ones_like(p)
+    opt = torch.optim.AdamW(trainable)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0)
+    scaler.scale(torch.ones(()))  # the loss is scaled first; that creates the scale
+    scaler.unscale_(opt)  # fp16 / bf16 gradients: "Attempting to unscale FP16 gradients" / no bf16 kernel on CUDA
+    assert all(torch.allclose(p.grad, torch.full_like(p, 0.5)) for p in trainable)
+
+
+def _agree(rank: int, port: int, flags: tuple[bool, bool], out) -> None:
+    import torch.distributed as dist
+
+    from sft.training.train import agree_across_ranks
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        out.put((rank, agree_across_ranks(flags, "cpu")))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_ranks_agree_on_a_stop_only_one_of_them_heard():
+    """SIGTERM reached rank 1 only (or before rank 0's check): both ranks see the stop at the same step."""
+    import multiprocessing as mp
+
+    from sft.sagemaker.distributed import free_port
+    from sft.training.train import agree_across_ranks
+
+    assert agree_across_ranks((True, False), "cpu") == (True, False)  # one process: unchanged
+    ctx = mp.get_context("spawn")
+    out, port = ctx.Queue(), free_port()
+    procs = [ctx.Process(target=_agree, args=(r, port, ((False, False), (True, False))[r], out)) for r in (0, 1)]
+    for p in procs:
+        p.start()
+    results = dict(out.get(timeout=60) for _ in procs)
+    for p in procs:
+        p.join(timeout=30)
+    assert results == {0: (True, False), 1: (True, False)}
+
+
+def test_checkpoints_by_time_between_epoch_checkpoints(tmp_path, tiny_model_dir):
+    """checkpoint_minutes: a checkpoint whenever that much time has passed, whatever save_steps says (here
+    every step, as the clock is made to pass ~0 minutes); off with 0."""
+    from sft.training.train import run_training
+
+    cfg = _cfg(tmp_path, tiny_model_dir, max_steps=3, batch_size=2, save_steps=0, save_total_limit=0,
+               checkpoint_minutes=1e-9)
+    run_training(cfg)
+    steps = sorted(int(p.name.split("-")[1]) for p in (tmp_path / "out" / "checkpoints").glob("checkpoint-*"))
+    assert steps == [1, 2, 3]
+    off = cfg.replace(output=str(tmp_path / "off"), checkpoint_minutes=0.0)
+    run_training(off)
+    assert sorted(p.name for p in (tmp_path / "off" / "checkpoints").glob("checkpoint-*")) == ["checkpoint-3"]

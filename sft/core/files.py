@@ -90,3 +90,16 @@ def read_jsonl_ids(path: str | Path, key: str = "id") -> set[str]:
                 if value is not None:
                     ids.add(str(value))
     return ids
+
+
+def save_figure_atomic(fig: Any, path: str | Path, dpi: int = 120) -> None:
+    """Write a matplotlib figure as a PNG atomically (a half-written plot never replaces a good one) and free it."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=dpi)
+    plt.close(fig)
+    tmp.replace(path)

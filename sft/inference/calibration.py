@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from sft.core.contract import Prediction
-from sft.core.files import write_json_atomic
+from sft.core.files import save_figure_atomic, write_json_atomic
 
 FILE = "calibration.json"
 DEFAULT_THRESHOLD = 0.5  # without calibration data: below an even chance between the best and the rest
@@ -146,12 +146,7 @@ def reliability_png(confidences: Sequence[float], correct: Sequence[bool], path:
     ax.set_ylim(0, 1)
     ax.set_title(f"{title}\nECE {ece(confidences, correct, bins):.3f}", fontsize=9)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure_atomic(fig, path, dpi=110)
 
 
 def calibration_report(preds: Sequence[Prediction], gold: Sequence[str], calib: Calibration) -> dict[str, Any]:

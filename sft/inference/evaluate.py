@@ -26,7 +26,7 @@ from sft.core.contract import (
     read_examples,
 )
 from sft.core.errors import UserError
-from sft.core.files import write_json_atomic, write_text_atomic
+from sft.core.files import save_figure_atomic, write_json_atomic, write_text_atomic
 from sft.core.gold import GoldSpec, citation_matches, read_gold_specs  # noqa: F401  (re-exported)
 from sft.core.prompt import DEFAULT_REASON_TOKENS
 
@@ -166,12 +166,7 @@ def plot_confusion(matrix: dict[str, dict[str, int]], path: Path, title: str) ->
     for i, row in enumerate(data):
         for j, v in enumerate(row):
             ax.text(j, i, str(v), ha="center", va="center", color="white" if v > top / 2 else "black")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure_atomic(fig, path, dpi=120)
 
 
 def _fmt(v: Any) -> str:

@@ -274,7 +274,7 @@ def render_body(rows: list[dict[str, Any]], accept: str, single: bool) -> bytes:
 
 
 def public_model_id(model_id: str) -> str:
-    """The model's name without the server's file-system layout (the probe saw /opt/ml/model in answers)."""
+    """The model's name without the server's file-system layout (the probe saw the container's model path in answers)."""
     return Path(model_id).name or model_id
 
 

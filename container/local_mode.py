@@ -34,7 +34,7 @@ HYPERPARAMETERS = {
     "model": str(OptMl.in_container().channel("model")),
     "max_steps": "4",
     "batch_size": "2",
-    "max_length": "256",
+    "max_length": "512",  # the prompt gets 512 - 112 tokens (sft.core.prompt: room kept for the answer)
     "eval_sample": "2",
     "max_new_tokens": "16",
     "logging_steps": "1",

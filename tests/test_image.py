@@ -118,7 +118,7 @@ def test_docker_stop_reaches_python_which_checkpoints(image, tmp_path):
         (opt / d).mkdir(parents=True)
     write_examples(opt / "input" / "data" / "train" / "train.jsonl", 8)
     build_tiny_model(opt / "input" / "data" / "model")
-    hp = {"model": "/opt/ml/input/data/model", "max_steps": "100000", "batch_size": "1", "max_length": "256",
+    hp = {"model": "/opt/ml/input/data/model", "max_steps": "100000", "batch_size": "1", "max_length": "512",
           "logging_steps": "1", "eval_sample": "0"}  # fmt: skip
     (opt / "input" / "config" / "hyperparameters.json").write_text(json.dumps(hp))
     cid = subprocess.check_output(["docker", "run", "-d", "--network", "none", "-v", f"{opt}:/opt/ml", image],

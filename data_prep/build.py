@@ -53,7 +53,7 @@ from sft.core.contract import Answer, Example, Label, LawContext, PromptInput
 from sft.core.errors import UserError
 from sft.core.files import write_json_atomic, write_jsonl_atomic, write_text_atomic
 from sft.core.glossary import Glossary
-from sft.core.prompt import law_context
+from sft.core.prompt import applies, law_context
 
 log = logging.getLogger(__name__)
 
@@ -107,22 +107,12 @@ class BuildResult:
 # ---------------------------------------------------------------------------------- context rules
 
 
-def jurisdiction_applies(snippet: str, feature: str | None) -> bool:
-    """A snippet applies to a feature in ``feature``'s jurisdiction if it is the same or a parent (US > US-UT).
-
-    A Florida section is filtered out of a Utah feature's context; a federal (US) one is kept.
-    """
-    if feature is None:
-        return True
-    return feature == snippet or feature.startswith(snippet + "-")
-
-
 class ContextBuilder:
     """Law context for training examples: the inference rule (:func:`sft.core.prompt.law_context`), nothing else,
     so a validation prompt rebuilt by ``geosft predict`` holds the same law items."""
 
-    def __init__(self, retriever: Retriever, chunks: dict[str, LawContext], config: BuildConfig, drops: Counter):
-        self.retriever, self.chunks, self.config, self.drops = retriever, chunks, config, drops
+    def __init__(self, retriever: Retriever, config: BuildConfig, drops: Counter):
+        self.retriever, self.config, self.drops = retriever, config, drops
         self.uncovered = 0  # legally driven specs whose retrieved law cannot decide them (-> NEI)
         self.other_provision = 0  # positives citing another provision of their law than the mined one
         # Retrieval quality for free: a positive's context holds its source chunk or not (Hit@top_k of the
@@ -166,7 +156,7 @@ def _supporting(context: list[LawContext], ob: Obligation, topics_by_law: dict[s
         return own[0]
     for c in context:
         jur, topics = topics_by_law.get(c.law_id, (c.jurisdiction, set()))
-        if ob.topic in topics and jurisdiction_applies(jur, ob.jurisdiction):
+        if ob.topic in topics and applies(jur, ob.jurisdiction):
             return c
     return None
 
@@ -449,7 +439,7 @@ def build(
     if config.max_length is not None and tokenizer is None:
         raise UserError("a token budget (max_length) needs a tokenizer: pass --tokenizer SPEC, e.g. demo")
     drops: Counter[str] = Counter()
-    ctx = ContextBuilder(retriever, {c.id: c for c in chunks}, config, drops)
+    ctx = ContextBuilder(retriever, config, drops)
     cands = assemble(specs, {o.id: o for o in obligations}, ctx, glossary, drops, progress)
     valid = []
     for c in cands:

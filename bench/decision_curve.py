@@ -18,20 +18,9 @@ from __future__ import annotations
 
 import argparse
 import collections
-import csv
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def macro_f1(gold: list[str], pred: list[str], labels: list[str]) -> float:
-    f1s = []
-    for lab in labels:
-        tp = sum(g == p == lab for g, p in zip(gold, pred, strict=True))
-        fp = sum(p == lab != g for g, p in zip(gold, pred, strict=True))
-        fn = sum(g == lab != p for g, p in zip(gold, pred, strict=True))
-        f1s.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
-    return sum(f1s) / len(f1s)
 
 
 def main() -> None:
@@ -43,46 +32,41 @@ def main() -> None:
     ap.add_argument("--max-length", type=int, default=448)
     args = ap.parse_args()
 
-    import torch
-
-    from sft.core.contract import DEFAULT_INSTRUCTION, LABELS, Feature, Label
+    from sft.core.contract import Answer, Prediction
     from sft.core.glossary import Glossary
-    from sft.core.prompt import build_prompt, prompt_budget
-    from sft.inference.decoding import FLAG_PREFIX, LAW_PREFIX, _encode, _prefill, _prompt_ids, score_from_prefix
+    from sft.core.gold import read_gold_specs
+    from sft.inference.decoding import label_scores
+    from sft.inference.evaluate import compute_metrics
     from sft.inference.predict import contexts_for, open_feature_retriever
+    from sft.inference.predictor import Predictor
     from sft.models import load_model_and_tokenizer
 
-    rows = list(csv.DictReader(args.specs.open(encoding="utf-8")))
+    specs = read_gold_specs(args.specs)
     glossary = Glossary.load(args.glossary)
     retriever = open_feature_retriever("local", None, args.index, None)
-    names = [lab.value for lab in LABELS]
-    majority = collections.Counter(r["label"] for r in rows).most_common(1)[0][0]
-    print(f"{len(rows)} realistic specs; majority label {majority!r}: "
-          f"macro-F1 {macro_f1([r['label'] for r in rows], [majority] * len(rows), names):.3f}")
+    items = []
+    for s in specs:
+        notes = glossary.notes_for(f"{s.feature.name} {s.feature.description}")
+        items.append((s.feature, contexts_for(retriever, s.feature, notes), notes))
+
+    def score(flags: list[str]) -> dict:
+        """geosft eval's metrics; a spec's accepted labels (law not in the corpus: Needs or NEI) count as gold."""
+        golds = [Answer(compliance_flag=f if f in s.accepted else s.label) for s, f in zip(specs, flags, strict=True)]
+        return compute_metrics(golds, [Prediction(valid=True, answer=Answer(compliance_flag=f)) for f in flags])
+
+    majority = collections.Counter(s.label for s in specs).most_common(1)[0][0]
+    base = score([majority] * len(specs))
+    print(f"{len(specs)} realistic specs; majority label {majority.value!r}: macro-F1 {base['macro_f1']:.3f}, "
+          f"accuracy {base['accuracy']:.3f}")
     for ckpt in args.checkpoints:
         model, tok = load_model_and_tokenizer(ckpt)
         model.eval()
-        prompts = []
-        for r in rows:
-            feature = Feature(id=r["id"], name=r["name"], description=r["description"])
-            notes = glossary.notes_for(f"{feature.name} {feature.description}")
-            fitted, _ = build_prompt(feature, contexts_for(retriever, feature, notes), notes, DEFAULT_INSTRUCTION,
-                                     tok, prompt_budget(args.max_length))
-            prompts.append(fitted.prompt)
-        label_ids = [_encode(tok, name + LAW_PREFIX) for name in names]
-        pred: list[str] = []
-        for i in range(0, len(prompts), 8):
-            base = [_prompt_ids(tok, p) + _encode(tok, FLAG_PREFIX) for p in prompts[i : i + 8]]
-            with torch.inference_mode():
-                prefix = _prefill(model, base, tok.pad_token_id)
-                idx = [j for j in range(len(base)) for _ in names]
-                s = score_from_prefix(model, prefix, idx, label_ids * len(base), [0] * len(idx), 24)
-            pred += [names[max(range(3), key=lambda k: s[j * 3 + k])] for j in range(len(base))]
-        gold = [p if r["category"] == "law_not_in_corpus" and p != Label.NOT_NEEDED.value else r["label"]
-                for p, r in zip(pred, rows, strict=True)]
-        acc = sum(g == p for g, p in zip(gold, pred, strict=True)) / len(rows)
-        print(f"{ckpt}: macro-F1 {macro_f1(gold, pred, names):.3f}, accuracy {acc:.3f}, "
-              f"predicted {dict(collections.Counter(pred))}", flush=True)
+        predictor = Predictor(model, tok, model_id=str(ckpt), max_length=args.max_length)
+        prompts = [predictor.fit_prompt(f, c, n)[1] for f, c, n in items]
+        flags = [max(d, key=d.__getitem__) for d in label_scores(model, tok, prompts)]
+        m = score(flags)
+        print(f"{ckpt}: macro-F1 {m['macro_f1']:.3f}, accuracy {m['accuracy']:.3f}, "
+              f"predicted {dict(collections.Counter(flags))}", flush=True)
 
 
 if __name__ == "__main__":

@@ -208,19 +208,37 @@ def _law_text(law: str | None, citation: str | None) -> str:
     return f' {json.dumps(law, ensure_ascii=False)}, "citation": {json.dumps(citation, ensure_ascii=False)}'
 
 
+def _label_step(model: Any, tokenizer: Any, prompts: Sequence[str], batch_size: int
+                ) -> tuple[list[list[int]], _Prefix, list[list[int]], list[float]]:
+    """The flag step: each prompt + ``{"compliance_flag": "`` prefilled once, and the log-likelihood of every label
+    continuation (``scores[i * len(LABELS) + j]``: prompt i, label j). Returns the prefixes' ids and KV cache too,
+    for the steps that continue after the chosen label."""
+    base = [_prompt_ids(tokenizer, p) + _encode(tokenizer, FLAG_PREFIX) for p in prompts]
+    prefix = _prefill(model, base, tokenizer.pad_token_id)
+    label_ids = [_encode(tokenizer, label.value + LAW_PREFIX) for label in LABELS]
+    rows = [i for i in range(len(base)) for _ in LABELS]
+    scores = score_from_prefix(model, prefix, rows, label_ids * len(base), [0] * len(rows), batch_size)
+    return base, prefix, label_ids, scores
+
+
+def label_scores(model: Any, tokenizer: Any, prompts: Sequence[str], batch_size: int = 8) -> list[dict[str, float]]:
+    """Only the flag step of :func:`decode_constrained`: each label's log-likelihood per prompt, no reason generated
+    (what ``bench/decision_curve.py`` scores checkpoints with)."""
+    out: list[dict[str, float]] = []
+    n = len(LABELS)
+    for start in range(0, len(prompts), batch_size):
+        _, _, _, scores = _label_step(model, tokenizer, prompts[start : start + batch_size], batch_size)
+        out += [{label.value: scores[i * n + j] for j, label in enumerate(LABELS)} for i in range(len(scores) // n)]
+    return out
+
+
 def decode_constrained(model: Any, tokenizer: Any, prompts: Sequence[str], inputs: Sequence[PromptInput | None],
                        config: DecodeConfig | None = None) -> list[Prediction]:
     """Always-valid answers (see the module doc). ``inputs[i]`` is the parsed input of ``prompts[i]``."""
     cfg = config or DecodeConfig()
-    base = [_prompt_ids(tokenizer, p) + _encode(tokenizer, FLAG_PREFIX) for p in prompts]
-
-    prefix = _prefill(model, base, tokenizer.pad_token_id)
-
     # 1. the flag
-    label_ids = [_encode(tokenizer, label.value + LAW_PREFIX) for label in LABELS]
+    base, prefix, label_ids, scores = _label_step(model, tokenizer, prompts, cfg.batch_size)
     n = len(LABELS)
-    rows = [i for i in range(len(base)) for _ in LABELS]
-    scores = score_from_prefix(model, prefix, rows, label_ids * len(base), [0] * len(rows), cfg.batch_size)
     flags = [max(range(n), key=lambda j: scores[i * n + j]) for i in range(len(base))]
 
     # 2. law + citation among the prompt's own context, or null (scored after the chosen label)

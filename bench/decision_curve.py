@@ -65,8 +65,11 @@ def main() -> None:
         prompts = [predictor.fit_prompt(f, c, n)[1] for f, c, n in items]
         flags = [max(d, key=d.__getitem__) for d in label_scores(model, tok, prompts)]
         m = score(flags)
+        right = collections.Counter(s.category for s, f in zip(specs, flags, strict=True) if f in s.accepted)
+        total = collections.Counter(s.category for s in specs)
         print(f"{ckpt}: macro-F1 {m['macro_f1']:.3f}, accuracy {m['accuracy']:.3f}, "
-              f"predicted {dict(collections.Counter(flags))}", flush=True)
+              f"predicted {dict(collections.Counter(flags))}\n  right by category: "
+              + ", ".join(f"{c} {right[c]}/{n}" for c, n in sorted(total.items())), flush=True)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from sft.core.console import new_app, run_app
+from sft.core.context import TOP_K
 from sft.core.errors import UserError
 
 app = new_app("Turn regulation PDFs into grounded, QC-checked training data for geosft.")
@@ -213,7 +214,8 @@ def build(
         help="Bedrock knowledge base id (--retriever bedrock-kb; load it with geoprep kb-load).")] = None,
     region: Annotated[str | None, typer.Option(help="AWS region for Kendra.")] = None,
     glossary: Annotated[Path | None, typer.Option(help="Terminology CSV (term,definition).")] = None,
-    top_k: Annotated[int, typer.Option(help="Law snippets per example.", min=1)] = 3,
+    top_k: Annotated[int, typer.Option(help="Law snippets per example (inference shows as many: keep the default).",
+                                       min=1)] = TOP_K,
     nei_share: Annotated[float, typer.Option(help="Target share of 'Not Enough Information'.")] = 0.30,
     validation_fraction: Annotated[float, typer.Option(help="Share of obligation groups in validation.")] = 0.15,
     tokenizer: Annotated[str | None, typer.Option(help="Model spec (e.g. demo) whose tokenizer sets the token "
@@ -362,7 +364,8 @@ def pipeline(
     glossary: Annotated[Path | None, typer.Option(help="Terminology CSV; default INPUT/glossary/terminology.csv.")] = None,
     features_file: Annotated[Path | None, typer.Option("--features", help="Your own features (CSV/JSONL).")] = None,
     per_law: Annotated[int, typer.Option(help="Obligations per law turned into features (0: all).", min=0)] = 30,
-    top_k: Annotated[int, typer.Option(help="Law snippets per example.", min=1)] = 3,
+    top_k: Annotated[int, typer.Option(help="Law snippets per example (inference shows as many: keep the default).",
+                                       min=1)] = TOP_K,
     nei_share: Annotated[float, typer.Option(help="Target share of 'Not Enough Information'.")] = 0.30,
     tokenizer: Annotated[str | None, typer.Option(help="Model spec (e.g. demo) for the token budget; "
                                                        "omitted: no budget.")] = None,

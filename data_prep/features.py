@@ -347,7 +347,12 @@ REGION_VARIANTS: dict[str, list[str]] = {
     "US-UT": ["Utah", "UT", "the state of Utah"],
 }
 
-# {law}: the obligation's law title or short name; {where}: the region.
+# Reasons are composed, not picked from a handful of fixed sentences: with six legal-driver sentences to learn,
+# the demo model answered "Needs" for 14 of the 51 legally driven hand-written specs ("State law in Utah requires
+# us to...", "Per DSA Art 28, ...", "Brussels' rules, not optional"; realistic set, 2026-12-03, 300 steps). Who
+# states the reason, what they say and where it sits vary independently: ~55 explicit and ~170 implicit legal
+# wordings, 70 business ones. {law}: a name of the law (title, short name, citation);
+# {where}: the region as the spec names it; {phrase}: the obligation's duty.
 LEGAL_EXPLICIT = [
     "Required to comply with {law}.",
     "This is a {law} requirement.",
@@ -355,23 +360,48 @@ LEGAL_EXPLICIT = [
     "Driver: {law} compliance.",
     "Needed so we meet our obligations under {law}.",
     "Per {law}, this must be in place for users in {where}.",
+    "{law} requires this for users in {where}.",
+    "Under {law} we have to do this for users in {where}.",
+    "{law} obliges us to ship this in {where}.",
+    "Audit finding: we do not meet {law} in {where} yet; this closes the gap.",
+    "{law} says this is not optional.",
+    "Context: {law} applies to us in {where}.",
+    "Compliance item for {law}.",
+    "Privacy legal asked for this under {law}.",
+]
+LEGAL_IMPLICIT_WHO = [  # (who, plural?)
+    ("State law in {where}", False), ("The law in {where}", False), ("A new statute in {where}", False),
+    ("Regulators in {where}", True), ("The regulator in {where}", False), ("The online safety law in {where}", False),
+    ("Legal", False), ("Counsel", False), ("Our DPO", False), ("Privacy legal", False), ("Outside counsel", False),
+    ("The legal team", False),
+]
+LEGAL_IMPLICIT_WHAT = [  # (singular, plural)
+    ("requires this", "require this"), ("makes this mandatory", "make this mandatory"),
+    ("obliges us to do this", "oblige us to do this"), ("says this is not optional", "say this is not optional"),
+    ("treats this as a legal duty", "treat this as a legal duty"),
+    ("expects this of platforms like ours", "expect this of platforms like ours"),
+    ("says we must ship this", "say we must ship this"),
 ]
 LEGAL_IMPLICIT = [
-    "Required by the law that now applies to platforms in {where}.",
-    "Legal says this is mandatory for {where}.",
-    "Regulators in {where} require this of platforms like ours.",
     "Needed to meet the legal requirements in {where} on {phrase}.",
-    "Counsel flagged this as a statutory duty in {where}.",
+    "A statutory duty in {where}: {phrase}.",
     "This is a legal requirement for users in {where}, not a product choice.",
+    "Non-negotiable: the law in {where} requires it.",
+    "Required by the law that now applies to platforms in {where}.",
+    "Counsel flagged this as a statutory duty in {where}.",
 ]
-TWIN_BUSINESS = [
-    "Scoped to {where} only as a market test; global launch depends on the engagement read-out.",
-    "{where} goes first because that is where the growth team has capacity this quarter.",
-    "Limited to {where} for a staged rollout while we watch server load.",
-    "Shipping in {where} first because our partner deal only covers that market.",
-    "Pilot in {where} to measure retention before deciding on other markets; no policy driver.",
-    "Product wants to A/B test this with 10% of users in {where}; it is an experiment, not a requirement.",
-    "Marketing asked for {where} first to line up with the local campaign.",
+TWIN_BUSINESS_WHY = [
+    "as a market test", "because the growth team has capacity there this quarter",
+    "for a staged rollout while we watch server load", "because our partner deal only covers that market",
+    "to measure retention before deciding on other markets", "as an A/B test with 10% of users",
+    "to line up with the local marketing campaign", "because translations are only ready for that market",
+    "because the payment provider is only live there", "because that is where the beta cohort is",
+    "to test a price point before a wider launch", "because support has coverage in that time zone",
+    "since the data center there has spare capacity", "because that market asked for it in user research",
+]
+TWIN_BUSINESS_FRAME = [
+    "{where} first {why}.", "Scoped to {where} only {why}.", "Launching in {where} {why}; not a compliance item.",
+    "Limited to {where} {why}; no policy driver.", "{where} only for now, {why}: a business call, not a requirement.",
 ]
 TWIN_NO_REASON = [
     "Only for {where}.",
@@ -379,7 +409,31 @@ TWIN_NO_REASON = [
     "Geo-gate to {where} via GH.",
     "{where} only for now.",
     "Applies to users in {where}.",
+    "Enable for {where} accounts.",
+    "Launch market: {where}.",
+    "Flag on for {where}, off elsewhere.",
+    "Target users: {where}.",
+    "GH rule: {where} users only.",
 ]
+
+
+def legal_driver(rng: random.Random, ob: Obligation, where: str) -> str:
+    """A sentence saying the feature is legally required: the law named (half the time) or not."""
+    if rng.random() < 0.5:
+        names = [ob.title, _law_short(ob.title)] + ([ob.citation, f"{_law_short(ob.title)} ({ob.citation})"]
+                                                    if ob.citation else [])
+        return rng.choice(LEGAL_EXPLICIT).format(law=rng.choice(names), where=where)
+    if rng.random() < 0.3:
+        return rng.choice(LEGAL_IMPLICIT).format(where=where, phrase=_phrase(ob))
+    who, plural = rng.choice(LEGAL_IMPLICIT_WHO)
+    scope = "" if "{where}" in who else rng.choice([f" for users in {where}", f" in {where}", ""])
+    return f"{who.format(where=where)} {rng.choice(LEGAL_IMPLICIT_WHAT)[plural]}{scope}."
+
+
+def business_reason(rng: random.Random, where: str) -> str:
+    return rng.choice(TWIN_BUSINESS_FRAME).format(where=where, why=rng.choice(TWIN_BUSINESS_WHY))
+
+
 TWIN_UNIVERSAL = [
     "Ships to all users worldwide as a product improvement; no regional logic.",
     "Global launch, same behaviour in every market; decided by the product team.",
@@ -452,13 +506,11 @@ def reason_variants(ob: Obligation, seed: int) -> list[FeatureSpec]:
     variant = rng.choice(REGION_VARIANTS.get(ob.jurisdiction, [where]))
     name_r = _with_region(name.format(where=where), ob.jurisdiction, variant)
     desc_r = _with_region(desc.format(where=where), ob.jurisdiction, variant)
-    phrase = _phrase(ob)
-    legal = rng.choice(LEGAL_EXPLICIT if rng.random() < 0.5 else LEGAL_IMPLICIT)
-    legal = legal.format(law=rng.choice([ob.title, _law_short(ob.title)]), where=variant, phrase=phrase)
+    legal = legal_driver(rng, ob, variant)
     bare_name, bare_desc = strip_region(name), strip_region(desc)
     out = [
         (POSITIVE, name_r, _compose(rng, desc_r, legal), Label.NEEDS, ob.title, ob.jurisdiction),
-        (BUSINESS_TWIN, name_r, _compose(rng, desc_r, rng.choice(TWIN_BUSINESS).format(where=variant)),
+        (BUSINESS_TWIN, name_r, _compose(rng, desc_r, business_reason(rng, variant)),
          Label.NOT_NEEDED, None, ob.jurisdiction),
         (NO_REASON_TWIN, name_r, _compose(rng, desc_r, rng.choice(TWIN_NO_REASON).format(where=variant)),
          Label.NEI, None, ob.jurisdiction),
@@ -503,7 +555,11 @@ def positive_features(ob: Obligation, seed: int, count: int = 2) -> list[Feature
     where = region_name(ob.jurisdiction)
     out = []
     for i, (name, desc) in enumerate(templates[:count]):
-        feature = Feature(id=f"f{i}-{ob.id}", name=name.format(where=where)[:200], description=desc.format(where=where),
+        # A positive states its legal driver, explicitly or not: the same action geofenced with no reason is NEI
+        # (the labelling rule), so a positive without one would teach the model the opposite of its twin.
+        rng = _rng(seed, "driver", ob.id, str(i))
+        description = _compose(rng, desc.format(where=where), legal_driver(rng, ob, where))
+        feature = Feature(id=f"f{i}-{ob.id}", name=name.format(where=where)[:200], description=description,
                           label=Label.NEEDS, law=ob.title)
         out.append(FeatureSpec(feature=feature, kind=POSITIVE, group=ob.id, jurisdiction=ob.jurisdiction,
                                obligation_id=ob.id, topic=ob.topic))

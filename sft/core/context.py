@@ -11,9 +11,9 @@ from collections.abc import Sequence
 
 from sft.core.contract import LawContext
 
-TOP_K = 3  # law snippets per prompt; more = better recall, longer prompts (512-token budget)
+TOP_K = 2  # snippets of the one law a prompt shows; each costs ~45 tokens of every training step (3 -> 2: ~15 % faster)
 SEARCH_K = 30  # hits asked of the retriever before the jurisdiction/one-law rules pick TOP_K of them
-SNIPPET_CHARS = 240  # snippets are cut (at a word) to this many characters
+SNIPPET_CHARS = 160  # snippets are cut (at a word) to this many characters (~35 tokens; 240 cost ~18 more)
 
 
 def cut_snippet(chunk: LawContext, chars: int = SNIPPET_CHARS) -> LawContext:

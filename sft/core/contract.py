@@ -152,9 +152,9 @@ class LawContext(_Record):
                                  "'content' (registry signatures in the text) or 'inferred' (no registry entry).")
 
     def prompt_view(self) -> dict[str, Any]:
-        """The fields the model sees. Kept small: every token here costs training time."""
+        """The fields the model sees. Kept small: every token here costs training time (the chunk id, ~10
+        tokens an item, is not shown: the answer names law and citation, never the id)."""
         return {
-            "id": self.id,
             "law": self.title,
             "citation": self.citation,
             "jurisdiction": self.jurisdiction,
@@ -253,12 +253,12 @@ class Answer(_Record):
         )
 
 
+# Short on purpose: it is in every training sequence and every request. The answer's shape (its four keys, the
+# three labels) is taught by the training targets and enforced by constrained decoding, so spelling it out here
+# only cost tokens (87 -> 23 tokens, a quarter of an average training sequence's length in CPU time).
 DEFAULT_INSTRUCTION = (
-    "You are a compliance analyst. Decide whether the product feature below needs geo-specific "
-    "compliance logic. Use only the law context given. Answer with one JSON object: "
-    '"compliance_flag" (one of "Needs Geo-Compliance", "No Geo-Compliance Needed", '
-    '"Not Enough Information"), "law" and "citation" (copied from the law context, or null), '
-    'and "reason" (one sentence).'
+    "Does this feature need geo-specific compliance logic? Answer in JSON; law and citation only from the law "
+    "context."
 )
 
 PROMPT_TEMPLATE = "### Instruction:\n{instruction}\n\n{input}\n\n### Response:\n"

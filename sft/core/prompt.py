@@ -218,5 +218,20 @@ def build_prompt(feature: Feature, context: Sequence[LawContext], glossary_notes
     if tokenizer is None or budget is None:
         return Fitted(pi, render_prompt(instruction, pi.render()), 0, True, {}), list(context)
     fitted = fit_prompt_input(pi, instruction, tokenizer, budget)
-    kept_ids = {c.get("id") for c in fitted.prompt_input.law_context}
-    return fitted, [c for c in context if c.id in kept_ids]
+    return fitted, kept_items(context, fitted.prompt_input.law_context)
+
+
+def kept_items(context: Sequence[LawContext], shown: Sequence[dict[str, Any]]) -> list[LawContext]:
+    """The items of ``context`` a trimmed prompt still shows. Trimming only deletes items and shortens their
+    text, in order, so each shown item is the next one with its law and citation whose text it starts."""
+    kept: list[LawContext] = []
+    i = 0
+    for item in shown:
+        text = str(item.get("text", "")).removesuffix(" ...")
+        while i < len(context):
+            c = context[i]
+            i += 1
+            if (c.title, c.citation) == (item.get("law"), item.get("citation")) and c.snippet.startswith(text):
+                kept.append(c)
+                break
+    return kept

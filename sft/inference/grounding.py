@@ -36,7 +36,8 @@ def absent_law_mentions(reason: str, allowed: Iterable[str]) -> list[str]:
     allowed = list(allowed)
     out = []
     for m in LAW_MENTION.finditer(reason):
-        mention = _norm(m.group(0))
+        # A citation ending its sentence ("... requires in DSA Art. 38.") carries the full stop: not a new name.
+        mention = _norm(m.group(0)).rstrip(".,;:")
         if not any(mention in a for a in allowed):
             out.append(m.group(0).strip())
     return out
@@ -54,11 +55,21 @@ def frame_reason(answer: Answer) -> str:
 
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
+_ACT = re.compile(r"\b(?:Act|Regulation|Directive|Code|Statute)\b")
+
+
+def _names_law(sentence: str) -> bool:
+    return bool(LAW_MENTION.search(sentence) or _ACT.search(sentence))
 
 
 def ground_reason(reason: str, answer: Answer, prompt_input: PromptInput | None) -> str:
-    """``reason`` without the sentences that name absent law; the frame when none is left."""
+    """``reason`` without the sentences that name absent law; the frame when none is left.
+
+    A "No Geo-Compliance Needed" answer cites no law, so its reason names none either: a sentence of it that names
+    a law (even one in the context: "... which the EU AI Act requires") contradicts the flag and goes too."""
     allowed = allowed_names(prompt_input, answer)
-    kept = [s for s in _SENTENCE.split(reason.strip()) if s and not absent_law_mentions(s, allowed)]
+    no_law = answer.compliance_flag == Label.NOT_NEEDED
+    kept = [s for s in _SENTENCE.split(reason.strip())
+            if s and not absent_law_mentions(s, allowed) and not (no_law and _names_law(s))]
     text = " ".join(kept).strip()
     return text if len(text) >= 12 else frame_reason(answer)

@@ -18,6 +18,7 @@ import logging
 import os
 import shutil
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -168,14 +169,26 @@ def fp32_trainable_for_fp16(model: Any, device: Device) -> int:
     return cast
 
 
-def lora_config(config: TrainConfig) -> Any:
+def lora_config(config: TrainConfig, model: Any = None) -> Any:
+    """LoRA on every layer, or on the top ``config.lora_layers`` layers of ``model`` (the flag is read off the last
+    layers' states; below the lowest adapted layer nothing needs a gradient, so backward stops there)."""
     from peft import LoraConfig
 
+    targets, top = config.target_modules, None
+    layers = getattr(getattr(model, "config", None), "num_hidden_layers", None)
+    if config.lora_layers and layers and config.lora_layers < layers:
+        top = list(range(layers - config.lora_layers, layers))
+        if isinstance(targets, str):  # PEFT takes a layer subset only with module names, not 'all-linear'
+            import torch
+
+            targets = sorted({name.rsplit(".", 1)[-1] for name, m in model.named_modules()
+                              if isinstance(m, torch.nn.Linear) and ".layers." in name})
     return LoraConfig(
         r=config.lora_r,
         lora_alpha=config.lora_alpha,
         lora_dropout=config.lora_dropout,
-        target_modules=config.target_modules,
+        target_modules=targets,
+        layers_to_transform=top,
         task_type="CAUSAL_LM",
         bias="none",
     )
@@ -299,6 +312,8 @@ class Prepared:
     device: Device
     run: RunState
     checkpoint_dir: Path
+    instruction: str = ""
+    """The training data's instruction (its most common one): inference must prompt with it, so it is saved."""
 
 
 # CPU: from this mean example length on, one example per forward pass beats a batch. Measured on 2 cores with
@@ -401,7 +416,7 @@ def build_trainer(config: TrainConfig, run: RunState | None = None) -> Prepared:
         train_dataset=to_dataset(train),
         eval_dataset=to_dataset(val) if has_val else None,
         processing_class=tokenizer,
-        peft_config=lora_config(config),
+        peft_config=lora_config(config, model),
         callbacks=make_callbacks(config, val.examples if val else [], run),
     )
     if fp32_trainable_for_fp16(trainer.model, device):
@@ -415,7 +430,9 @@ def build_trainer(config: TrainConfig, run: RunState | None = None) -> Prepared:
 
         install_fast_lora_dropout(trainer.model)
     log_plan(config, trainer, device)
-    return Prepared(trainer, tokenizer, budget, config.model, device, run, checkpoint_dir)
+    instructions = Counter(ex.instruction for ex in train.examples)
+    return Prepared(trainer, tokenizer, budget, config.model, device, run, checkpoint_dir,
+                    instructions.most_common(1)[0][0] if instructions else "")
 
 
 def log_plan(config: TrainConfig, trainer: Any, device: Device) -> None:
@@ -433,7 +450,9 @@ def log_plan(config: TrainConfig, trainer: Any, device: Device) -> None:
         "%d steps/epoch, %d steps | LoRA r=%d alpha=%d on %s: %.2fM trainable of %.0fM (%.3f%%) | "
         "checkpointing %s, padding %s",
         device.describe(), len(ds), sum(lengths) / len(lengths), max(lengths), effective, micro, accum, world,
-        steps_per_epoch, total, config.lora_r, config.lora_alpha, config.target_modules, trainable / 1e6,
+        steps_per_epoch, total, config.lora_r, config.lora_alpha,
+        f"{config.target_modules}" + (f" of the top {config.lora_layers} layers" if config.lora_layers else ""),
+        trainable / 1e6,
         params / 1e6, 100 * trainable / params, args.gradient_checkpointing,
         "none (flattened batches)" if args.padding_free
         else "none (one example per pass)" if micro == 1 else "dynamic, length-grouped",
@@ -472,7 +491,9 @@ def save_outputs(config: TrainConfig, prep: Prepared, metrics: dict[str, Any]) -
     for f in tmp.iterdir():
         os.replace(f, out / f.name)
     tmp.rmdir()
-    write_json_atomic(out / "train_config.json", config.to_dict())
+    # The instruction goes with the config: predict, eval and serve prompt with what training saw (a seed file's
+    # own instruction, say), not with today's default.
+    write_json_atomic(out / "train_config.json", {**config.to_dict(), "instruction": prep.instruction})
     write_json_atomic(out / "budget.json", prep.budget)
     write_json_atomic(out / "metrics.json", metrics)
     if config.index:

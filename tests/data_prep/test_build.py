@@ -153,7 +153,10 @@ def test_qc_report_gives_the_retrievers_hit_at_k_as_eval_retrieval_measures_it(s
     from data_prep.evalretrieval import Query, score
 
     specs, obs, chunks, retriever = small_inputs
-    result = build(specs, obs, chunks, retriever, BuildConfig())
+    from sft.core.context import TOP_K
+
+    assert build(specs, obs, chunks, retriever, BuildConfig()).report["retrieval"]["k"] == TOP_K  # the prompt's k
+    result = build(specs, obs, chunks, retriever, BuildConfig(top_k=3))  # eval-retrieval reports Hit@1/3/10
     r = result.report["retrieval"]
     source = {o.id: o.chunk_id for o in obs}
     positives = [s for s in specs if s.kind == "positive" and s.obligation_id in source]

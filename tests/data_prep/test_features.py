@@ -148,3 +148,28 @@ def test_duplicate_ids_are_an_error_unless_told(tmp_path: Path):
     same.write_text('{"name": "x", "description": "y"}\n{"name": "x", "description": "y"}\n')
     with pytest.raises(ContractError, match=r"same\.jsonl:2: id 'imp-[0-9a-f]+': already used at .*same\.jsonl:1"):
         import_features(same)
+
+
+def test_every_positive_states_a_legal_driver_worded_many_ways(obligations):
+    """The labelling rule is "legal obligation -> Needs, region without a reason -> NEI", so a positive must say
+    why: a positive without a driver reads exactly like its no-reason twin with the opposite label. And the
+    drivers are many wordings, not a handful of sentences a small model can memorise."""
+    import re
+
+    from data_prep.teacher import LEGAL_WORDS
+    from sft.core.lawnames import LAW_MENTION
+
+    specs = generate(obligations, seed=0)
+    positives = [s for s in specs if s.kind == POSITIVE]
+    for s in positives:
+        text = f"{s.feature.name} {s.feature.description}"
+        assert LEGAL_WORDS.search(text) or LAW_MENTION.search(text), s.feature
+    # The no-reason twins state none (the same action, geofenced, no why).
+    from data_prep.features import NO_REASON_TWIN
+
+    for s in (s for s in specs if s.kind == NO_REASON_TWIN):
+        assert not LEGAL_WORDS.search(s.feature.description.split(".")[0]) or "legal deadline" in s.feature.description
+    drivers = {re.sub(r"\b(the EU|EU|Utah|UT|Florida|FL|California|CA|the US)\b", "X", sent)
+               for s in positives for sent in re.split(r"(?<=\.) ", s.feature.description)
+               if LEGAL_WORDS.search(sent) or LAW_MENTION.search(sent)}
+    assert len(drivers) > 100, len(drivers)

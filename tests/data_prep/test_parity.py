@@ -24,7 +24,7 @@ def test_every_validation_prompt_is_rebuilt_with_the_same_law_through_the_predic
         assert notes == pi.glossary, ex.id
         rebuilt = law_context(retriever, feature, notes)
         # No token budget in this build: the items are the same, in the same order.
-        assert [c.id for c in rebuilt] == [c["id"] for c in pi.law_context], ex.id
+        assert [c.prompt_view() for c in rebuilt] == pi.law_context, ex.id
 
 
 def test_the_realistic_set_is_not_built_from_the_generator(corpus_run):

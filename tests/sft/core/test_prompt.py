@@ -79,4 +79,18 @@ def test_training_and_inference_trim_the_same_prompt_the_same_way(tok):
     train = fit_to_budget(ex, tok, max_length)
     fitted, kept = build_prompt(FEATURE, ctx, NOTES, DEFAULT_INSTRUCTION, tok, max_length - answer_reserve())
     assert train.example.input == fitted.prompt_input.render()
-    assert [c.id for c in kept] == [c["id"] for c in PromptInput.parse(train.example.input).law_context]
+    assert [c.prompt_view() for c in kept] == PromptInput.parse(train.example.input).law_context
+
+
+def test_kept_items_follow_trimming_without_chunk_ids_in_the_prompt():
+    """The prompt shows no chunk ids; the items a trimmed prompt holds are still found exactly, even when two
+    chunks share a law and citation and the kept one's text was shortened."""
+    from sft.core.prompt import kept_items
+
+    a = LawContext(id="x#1~1", law_id="x", title="X Act", citation="X § 1", jurisdiction="EU", snippet="alpha " * 40)
+    b = a.model_copy(update={"id": "x#1~2", "snippet": "beta " * 40})
+    c = _ctx(2)
+    shown = [b.prompt_view(), {**c.prompt_view(), "text": c.snippet[:130] + " ..."}]
+    assert "id" not in shown[0]
+    assert [k.id for k in kept_items([a, b, c], shown)] == ["x#1~2", c.id]
+    assert kept_items([a, b], []) == []

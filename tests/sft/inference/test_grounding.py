@@ -28,6 +28,30 @@ def test_a_sentence_naming_absent_law_is_removed(invented):
     assert ground_reason(invented, ANSWER, PI).startswith("The feature's stated scope falls under Utah Social Media")
 
 
+def test_a_reason_ending_on_its_own_citation_is_kept():
+    """The full stop after "DSA Art. 38." is not part of a new law name (it once sent grounded reasons to the frame,
+    and then counted the frame itself as naming an absent law)."""
+    ctx = [LawContext(id="dsa#38", law_id="eu_dsa", title="EU Digital Services Act", citation="DSA Art. 38",
+                      jurisdiction="EU", snippet="at least one option for each recommender system")]
+    pi = PromptInput.build(Feature(name="Following feed", description="A non-profiled feed for EU users."), ctx)
+    answer = Answer(compliance_flag="Needs Geo-Compliance", law=ctx[0].title, citation=ctx[0].citation)
+    reason = "The feature implements recommender choice for users in the EU, which EU Digital Services Act requires in DSA Art. 38."
+    assert ground_reason(reason, answer, pi) == reason
+    assert not absent_law_mentions("The feature's stated scope falls under EU Digital Services Act, DSA Art. 38.",
+                                   allowed_names(pi, answer))
+
+
+def test_a_no_answer_names_no_law_even_one_in_its_context():
+    """Seen in predictions.csv: a "No" for an A/B test in Brazil reasoned "... which EU Artificial Intelligence Act
+    requires in AI-A-A (Artificial Intelligence-A)." The law was in the prompt; naming it contradicts the flag."""
+    no = Answer(compliance_flag="No Geo-Compliance Needed")
+    invented = ("The geofence feature implements AI-A-A (Artificial Intelligence-A) Act, which Utah Social Media "
+                "Regulation Act (SB 152) requires in AI-A-A (Artificial Intelligence-A).")
+    assert ground_reason(invented, no, PI).startswith("The spec gives a business reason")
+    business = "The geofence exists for a market test, not because a law requires region-specific behaviour."
+    assert ground_reason(business, no, PI) == business
+
+
 def test_decoding_never_returns_a_reason_naming_absent_law(tiny_model_dir, monkeypatch):
     """Whatever the model writes (here: a random tiny model, then one forced to invent a statute)."""
     from sft.core.contract import DEFAULT_INSTRUCTION, render_prompt

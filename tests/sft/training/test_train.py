@@ -152,7 +152,11 @@ def test_train_learns_saves_reloads_and_generates(tmp_path, tiny_model_dir):
     index = tmp_path / "index"
     (index / "shards").mkdir(parents=True)
     (index / "shards" / "bm25.json").write_text("{}")
-    cfg = _cfg(tmp_path, tiny_model_dir, data=str(write_examples(tmp_path / "t4.jsonl", 4, seed=1)),
+    # The team's own instruction (a seed file's, say): inference must prompt with it, not with the default.
+    own = tmp_path / "t4.jsonl"
+    own.write_text("".join(ex.model_copy(update={"instruction": "Flag geo-compliance needs."}).to_json() + "\n"
+                           for ex in make_examples(4, seed=1)))
+    cfg = _cfg(tmp_path, tiny_model_dir, data=str(own),
                validation=str(val), max_steps=12, learning_rate=5e-2, warmup_ratio=0.0, eval_sample=2,
                max_new_tokens=8, save_steps=6, lora_dropout=0.0, merge=True, index=str(index))
     metrics = run_training(cfg)
@@ -172,6 +176,10 @@ def test_train_learns_saves_reloads_and_generates(tmp_path, tiny_model_dir):
         Path(tiny_model_dir).resolve())
     saved = json.loads((out / "train_config.json").read_text())
     assert saved["learning_rate"] == 5e-2 and saved["target_modules"] == "all-linear"
+    from sft.inference.predictor import model_instruction
+
+    assert saved["instruction"] == model_instruction(out) == model_instruction(out / "merged") == (
+        "Flag geo-compliance needs.")
     budget = json.loads((out / "budget.json").read_text())["train"]
     assert budget["fit"] + budget["trimmed"] == 4 and budget["max_length"] == 512
 
@@ -477,3 +485,18 @@ def test_checkpoints_by_time_between_epoch_checkpoints(tmp_path, tiny_model_dir)
     off = cfg.replace(output=str(tmp_path / "off"), checkpoint_minutes=0.0)
     run_training(off)
     assert sorted(p.name for p in (tmp_path / "off" / "checkpoints").glob("checkpoint-*")) == ["checkpoint-3"]
+
+
+def test_lora_on_the_top_layers_only_trains_nothing_below_them(tmp_path, tiny_model_dir):
+    """``lora_layers`` N: adapters on the last N layers only, so backward stops there (fewer FLOPs per step)."""
+    import re
+
+    from sft.training.train import build_trainer
+
+    prep = build_trainer(_cfg(tmp_path, tiny_model_dir, lora_layers=1))
+    layers = prep.trainer.model.base_model.model.config.num_hidden_layers
+    trained = {int(m.group(1)) for n, p in prep.trainer.model.named_parameters()
+               if p.requires_grad and (m := re.search(r"\.layers\.(\d+)\.", n))}
+    assert layers > 1 and trained == {layers - 1}
+    with pytest.raises(UserError, match="lora_layers"):
+        TrainConfig(data="x.jsonl", lora_layers=-1)

@@ -11,7 +11,10 @@ the ~4 of `geosft eval`. The baseline measured in the same run is the majority l
 
 Measured 2026-12-03 (2 CPU cores, demo model, shipped data and settings: lr 1e-3, label_loss_weight 5,
 balance_labels, 448 tokens, ~5 s/step): realistic macro-F1 0.23 at 75 steps, 0.36 at 150, 0.60 at 300
-(accuracy 0.32 / 0.45 / 0.62); the template split's accuracy 0.40 / 0.48 / 0.81.
+(accuracy 0.32 / 0.45 / 0.62); the template split's accuracy 0.40 / 0.48 / 0.81. With the shorter prompt and
+the composed-driver data (session 6): 0.32 at 150 steps, 0.51 at 300; the flag swings between labels from one
+checkpoint to the next (112 "Needs" of 146 at 150 steps, 15 at 300). Each checkpoint's line adds its right
+answers by category.
 """
 
 from __future__ import annotations

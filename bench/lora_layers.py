@@ -9,8 +9,8 @@ dropout), then times forward + backward of the same --examples examples, best of
 layer) is measured in the same run; the ratio is printed. --data: a train.jsonl (default: the contract's sample
 examples, 1-4 law items each).
 
-Measured 2026-12-03 (2 CPU cores, demo model, the main job's geoprep data at 448 tokens, 8 examples): every
-layer 13.75 s, top 15 layers 9.11 s (0.66x), top 8 layers 7.30 s (0.53x).
+Measured 2026-12-03 (2 CPU cores, demo model, `--data runs/demo/data/train.jsonl`, 448 tokens, 8 examples):
+every layer 12.75 s, top 15 layers 8.52 s (0.67x), top 8 layers 6.50 s (0.51x).
 """
 
 from __future__ import annotations

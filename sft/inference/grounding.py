@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable
 
 from sft.core.contract import Answer, Label, PromptInput
-from sft.core.lawnames import LAW_MENTION
+from sft.core.lawnames import LAW_MENTION, LAW_NOUN
 
 
 def _norm(text: str) -> str:
@@ -55,11 +55,8 @@ def frame_reason(answer: Answer) -> str:
 
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
-_ACT = re.compile(r"\b(?:Act|Regulation|Directive|Code|Statute)\b")
-
-
 def _names_law(sentence: str) -> bool:
-    return bool(LAW_MENTION.search(sentence) or _ACT.search(sentence))
+    return bool(LAW_MENTION.search(sentence) or LAW_NOUN.search(sentence))
 
 
 def ground_reason(reason: str, answer: Answer, prompt_input: PromptInput | None) -> str:

@@ -41,7 +41,7 @@ def main() -> None:
     from sft.inference.decoding import label_scores
     from sft.inference.evaluate import compute_metrics
     from sft.inference.predict import contexts_for, open_feature_retriever
-    from sft.inference.predictor import Predictor
+    from sft.inference.predictor import Predictor, model_instruction
     from sft.models import load_model_and_tokenizer
 
     specs = read_gold_specs(args.specs)
@@ -64,7 +64,14 @@ def main() -> None:
     for ckpt in args.checkpoints:
         model, tok = load_model_and_tokenizer(ckpt)
         model.eval()
-        predictor = Predictor(model, tok, model_id=str(ckpt), max_length=args.max_length)
+        # The instruction the run trained with: a finished run's train_config.json (the checkpoint's own dir, the
+        # run's output dir above checkpoints/, or the main job's job/model), else the default with a note.
+        near = (ckpt, ckpt.parent, ckpt.parent.parent, ckpt.parent.parent / "model")
+        trained = next((d for d in near if (d / "train_config.json").is_file()), None)
+        if trained is None:
+            print(f"{ckpt}: no train_config.json here or above (run still training?): the default instruction")
+        instruction = model_instruction(trained) if trained else model_instruction(ckpt)
+        predictor = Predictor(model, tok, model_id=str(ckpt), max_length=args.max_length, instruction=instruction)
         prompts = [predictor.fit_prompt(f, c, n)[1] for f, c, n in items]
         flags = [max(d, key=d.__getitem__) for d in label_scores(model, tok, prompts)]
         m = score(flags)

@@ -53,6 +53,7 @@ from sft.core.contract import Answer, Example, Label, LawContext, PromptInput
 from sft.core.errors import UserError
 from sft.core.files import write_json_atomic, write_jsonl_atomic, write_text_atomic
 from sft.core.glossary import Glossary
+from sft.core.gold import citation_matches
 from sft.core.prompt import applies, law_context
 
 log = logging.getLogger(__name__)
@@ -229,6 +230,9 @@ def _candidates_for(spec, obligations, topics_by_law, ctx, glossary, drops) -> l
     return []
 
 
+UNCOVERED_REASON = "The spec states a legal driver, but the law context does not cover it, so it cannot decide this feature."
+
+
 def _imported(spec: FeatureSpec, context: list[LawContext], notes: dict[str, str], ctx: ContextBuilder,
               drops) -> list[Candidate]:
     f = spec.feature
@@ -240,19 +244,27 @@ def _imported(spec: FeatureSpec, context: list[LawContext], notes: dict[str, str
                              "input": PromptInput.build(f, context, notes).render()})
         return []
     if f.label == Label.NEEDS:
-        named = [c for c in context if c.title.lower() == f.law.lower() or c.law_id == f.law] if f.law else context
+        laws = [x.strip().lower() for x in (f.law or "").split("|") if x.strip()]
+        named = [c for c in context if c.title.lower() in laws or c.law_id.lower() in laws] if laws else context
         if not named:
-            # The law the user named is not what inference retrieves for this text: citing another would teach a
-            # wrong citation, and adding it would teach a prompt inference never builds.
-            drops["no law context retrieved for imported feature"] += 1
-            return []
-        cite = named[0]
+            # The law the user named is not in what inference retrieves for this text (a law outside the corpus,
+            # or a retrieval miss): citing another law would teach a wrong citation, and adding the named one would
+            # teach a prompt inference never builds. The rule the generated data follows applies: a legal driver the
+            # law context does not cover is Not Enough Information.
+            drops["imported 'Needs' whose law is not in the retrieved context: trained as NEI"] += 1
+            answer = Answer(compliance_flag=Label.NEI, reason=UNCOVERED_REASON)
+            return [_make(spec, IMPORTED, context, answer, notes)]
+        cited = [c for c in named if citation_matches(c.citation, spec.citations)]
+        if spec.citations and not cited:
+            drops["imported 'Needs' whose cited provision is not retrieved: its law's best hit cited"] += 1
+        cite = (cited or named)[0]
         answer = Answer(compliance_flag=Label.NEEDS, law=cite.title, citation=cite.citation,
                         reason=f"The feature falls under {cite.title} ({cite.citation}).")
     elif f.label == Label.NEI:
         answer = Answer(compliance_flag=Label.NEI, reason="The spec does not give enough detail to decide.")
     else:
-        answer = Answer(compliance_flag=Label.NOT_NEEDED, reason="The feature's regional scope has no legal driver.")
+        answer = Answer(compliance_flag=Label.NOT_NEEDED,
+                        reason="The spec states no legal obligation that applies in a particular region.")
     return [_make(spec, IMPORTED, context, answer, notes)]
 
 
@@ -295,7 +307,9 @@ def dedupe(cands: list[Candidate], threshold: float, drops: Counter) -> list[Can
 
 
 def _stable_order(items: list[Candidate], seed: int, salt: str) -> list[Candidate]:
-    return sorted(items, key=lambda c: hashlib.sha1(f"{seed}|{salt}|{c.example.id}".encode()).hexdigest())
+    """Stable for a seed; the user's own (imported) examples first, so down-sampling drops generated ones first."""
+    return sorted(items, key=lambda c: (c.kind != IMPORTED,
+                                        hashlib.sha1(f"{seed}|{salt}|{c.example.id}".encode()).hexdigest()))
 
 
 def balance(cands: list[Candidate], config: BuildConfig, drops: Counter) -> list[Candidate]:

@@ -21,7 +21,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from data_prep.mine import Obligation
 from sft.core.contract import ContractError, Feature, Label, LawContext, iter_jsonl, read_records
@@ -537,6 +537,9 @@ class FeatureSpec(BaseModel):
     jurisdiction: str | None = None
     obligation_id: str | None = None
     topic: str | None = None
+    # An imported feature's acceptable citations ('DSA Art. 16' matches 'DSA Art. 16(1)'): build cites the
+    # retrieved provision that matches, else its law's best hit.
+    citations: list[str] = Field(default_factory=list)
 
 
 def _rng(seed: int, *parts: str) -> random.Random:
@@ -668,10 +671,11 @@ def _import_rows(path: Path, on_error) -> Iterable[tuple[str, dict]]:
 
 def import_features(path: str | Path, *, on_error=None, on_duplicate: str = "error",
                     on_drop=None) -> list[FeatureSpec]:
-    """Read the user's features (name, description, optional label and law) as FeatureSpecs.
+    """Read the user's features (name, description, optional label, law or law_id, citation) as FeatureSpecs.
 
     A bad row raises ``ContractError`` naming ``file:line`` and the field; with ``on_error`` it is reported
-    there and skipped. An imported feature with a label keeps it; the law name (if any) picks its context.
+    there and skipped. An imported feature with a label keeps it; the law name or id (if any; several joined
+    by '|') picks what it cites, the citation (same) which provision.
     Two rows with one id (given, or the content hash of name + description) follow ``on_duplicate``
     (:data:`sft.core.tables.ON_DUPLICATE`; dropped rows are reported to ``on_drop``). A stray quote in a CSV is
     always an error naming the line it opens on.
@@ -685,8 +689,11 @@ def import_features(path: str | Path, *, on_error=None, on_duplicate: str = "err
             for key in ("name", "description"):
                 if not str(row.get(key) or "").strip():
                     raise ContractError(f"{where}: field '{key}': missing or empty")
-            feature = Feature.model_validate({k: v for k, v in row.items() if k in ("name", "description",
-                                                                                   "label", "law", "id")})
+            fields = {k: v for k, v in row.items() if k in ("name", "description", "label", "law", "id")}
+            if not fields.get("law") and row.get("law_id"):  # the labelled spec files' column (examples/realistic)
+                fields["law"] = row["law_id"]
+            feature = Feature.model_validate(fields)
+            citations = [c.strip() for c in str(row.get("citation") or "").split("|") if c.strip()]
         except ContractError as e:
             if on_error is None:
                 raise
@@ -701,7 +708,7 @@ def import_features(path: str | Path, *, on_error=None, on_duplicate: str = "err
             continue
         fid = feature.id or "imp-" + hashlib.sha1(f"{feature.name}\n{feature.description}".encode()).hexdigest()[:12]
         feature = feature.model_copy(update={"id": fid})
-        out.append((where, FeatureSpec(feature=feature, kind=IMPORTED, group=f"imported:{fid}")))
+        out.append((where, FeatureSpec(feature=feature, kind=IMPORTED, group=f"imported:{fid}", citations=citations)))
     return [spec for _, spec in check_unique_ids(out, lambda s: s.feature.id, on_duplicate, on_drop)]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -41,13 +42,19 @@ def test_local_run_main_job_produces_every_artefact(tmp_path):
     realistic.write_text("\n".join((REPO / "examples" / "realistic" / "specs.csv").read_text().splitlines()[:1])
                          + "\n" + "".join(_csv_rows(REPO / "examples" / "realistic" / "specs.csv", 5)))
     cmd = ["./local_run.sh", "--max-steps", "2", "--eval-limit", "10", "--features", str(features),
-           "--realistic", str(realistic)]
+           "--realistic", str(realistic), "--train-specs", "examples/handwritten/train_specs.csv"]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=1500)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
     data, model = out / "data", out / "job" / "model"
     for path in (data / "train.jsonl", data / "validation.jsonl", data / "qc_report.json", data / "qc_report.md"):
         assert path.is_file() and path.stat().st_size > 0, path
+    # --train-specs: the hand-written training specs (examples/handwritten) are in the training data, next to the
+    # generated ones.
+    with (REPO / "examples" / "handwritten" / "train_specs.csv").open(encoding="utf-8") as fh:
+        hand = {row["name"] for row in csv.DictReader(fh)}
+    names = [json.loads(json.loads(line)["input"])["feature"]["name"] for line in (data / "train.jsonl").open()]
+    assert sum(n in hand for n in names) > 150 and sum(n not in hand for n in names) > 300
     for name in ("adapter_model.safetensors", "adapter_config.json", "train_config.json", "metrics.json", "budget.json"):
         assert (model / name).is_file(), name
     assert (model / "index").is_dir()  # the law index ships with the model for serving

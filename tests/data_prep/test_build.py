@@ -115,17 +115,51 @@ def test_nei_share_is_configurable_and_build_is_deterministic(small_inputs):
         BuildConfig(nei_share=0.5, nei_max=0.35)
 
 
-def test_unsupported_imported_feature_is_dropped_with_a_reason(small_inputs):
+def test_imported_law_outside_the_context_is_nei_and_unlabelled_goes_to_review(small_inputs):
+    """A 'Needs' row whose law is not what inference retrieves (here: a law outside the corpus) is taught as the
+    generated data's rule says, Not Enough Information, never citing another law; an unlabelled row is kept for
+    review, enriched with its retrieved context."""
     specs, obs, chunks, retriever = small_inputs
     alien = FeatureSpec(feature=Feature(id="imp-1", name="Loot box odds in Belgium", description="Show odds.",
                                         label=Label.NEEDS, law="Belgian Gaming Act"), kind=IMPORTED, group="imp-1")
     unlabelled = FeatureSpec(feature=Feature(id="imp-2", name="PF for EU", description="PF tweak"),
                              kind=IMPORTED, group="imp-2")
     result = build(specs[:10] + [alien, unlabelled], obs, chunks, retriever, BuildConfig())
-    assert result.report["dropped"]["no law context retrieved for imported feature"] == 1
+    assert result.report["dropped"]["imported 'Needs' whose law is not in the retrieved context: trained as NEI"] == 1
     assert result.report["dropped"]["imported feature has no label (see to_label.jsonl)"] == 1
+    (ex,) = [e for e in result.train + result.validation if "Belgium" in e.input]
+    assert ex.answer.compliance_flag == Label.NEI and ex.answer.law is None and ex.answer.citation is None
     (row,) = result.to_label
     assert row["id"] == "imp-2" and PromptInput.parse(row["input"]).law_context, "enriched for review"
+
+
+def test_imported_rows_cite_the_provision_the_user_gave(small_inputs, tmp_path):
+    """A labelled spec file in the realistic set's columns (law_id, citation): the example cites the retrieved
+    provision matching the given citation (not merely its law's best hit); a citation that is not retrieved falls
+    back to the law's best hit and is counted; a No row's reason names no law."""
+    from data_prep.features import import_features
+    from sft.core.prompt import law_context
+
+    specs, obs, chunks, retriever = small_inputs
+    text = "Teen accounts in the EU get no ads based on profiling for users we know are minors."
+    feature = Feature(name="Teen ad profiling off", description=text)
+    context = law_context(retriever, feature, {}, k=BuildConfig().top_k, search_k=BuildConfig().search_k)
+    assert len({c.citation for c in context}) == 2 and len({c.law_id for c in context}) == 1
+    law_id, second = context[0].law_id, context[1].citation  # not the best hit
+    path = tmp_path / "labelled.csv"
+    path.write_text("id,name,description,label,law_id,citation,category\n"
+                    f'H-1,{feature.name},"{text}",Needs Geo-Compliance,{law_id},{second},explicit_law\n'
+                    f'H-2,{feature.name} (v2),"{text}",Needs Geo-Compliance,{law_id},Art. 999,explicit_law\n'
+                    'H-3,Dark mode,"Dark mode for everyone.",No Geo-Compliance Needed,,,universal\n')
+    imported = import_features(path)
+    assert imported[0].feature.law == law_id and imported[0].citations == [second]
+    result = build(specs[:10] + imported, obs, chunks, retriever, BuildConfig())
+    examples = {PromptInput.parse(e.input).feature["name"]: e for e in result.train + result.validation}
+    assert examples[feature.name].answer.citation == second
+    assert examples[f"{feature.name} (v2)"].answer.citation == context[0].citation
+    assert result.report["dropped"]["imported 'Needs' whose cited provision is not retrieved: its law's best hit cited"] == 1
+    no = examples["Dark mode"].answer
+    assert no.compliance_flag == Label.NOT_NEEDED and no.law is None and "Act" not in no.reason
 
 
 def test_citation_validation_and_near_duplicates():
@@ -164,3 +198,24 @@ def test_qc_report_gives_the_retrievers_hit_at_k_as_eval_retrieval_measures_it(s
     queries = [Query(s.feature, lambda c, g=source[s.obligation_id]: c.id == g) for s in positives]
     assert r["hit_at_k"] == round(score(retriever, "local", "generated", queries, None).hit_at_3, 4)
     assert f"Retrieval (local): Hit@3 {r['hit_at_k']:.3f}" in report_table(result.report)
+
+
+def test_class_balance_drops_generated_examples_before_the_users_own(small_inputs):
+    """Down-sampling to the NEI share cuts generated examples first: a user's labelled specs are the scarcer,
+    closer-to-real data."""
+    import random
+
+    specs, obs, chunks, retriever = small_inputs
+    words = "feed search shop live comments gifts stickers filters captions playlists drafts badges".split()
+    own = []
+    for i in range(10):
+        rng = random.Random(i)
+        text = " ".join(rng.choice(words) for _ in range(12))
+        own.append(FeatureSpec(feature=Feature(id=f"own-{i}", name=f"Own {i}", description=f"Everyone gets {text}.",
+                                               label=Label.NOT_NEEDED), kind=IMPORTED, group=f"own-{i}"))
+    cfg = BuildConfig(nei_share=0.3, nei_min=0.28, nei_max=0.32)
+    result = build(specs + own, obs, chunks, retriever, cfg)
+    assert result.report["dropped"]["class balance (majority down-sampled)"] > 0
+    kept = [e for e in result.train + result.validation if '"name": "Own ' in e.input]
+    nn = [e for e in result.train + result.validation if e.answer.compliance_flag == Label.NOT_NEEDED]
+    assert len(nn) > len(kept) and len(kept) == 10, result.report["dropped"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 
 from sft.core.contract import Feature, PromptInput, read_examples
 from sft.core.glossary import Glossary
@@ -46,3 +47,41 @@ def test_the_realistic_set_is_not_built_from_the_generator(corpus_run):
         sh = shingles(f"{row['name']} {row['description']}")
         worst = max(worst, max(len(sh & g) / len(sh | g) for g in generated))
     assert worst < 0.5, worst
+
+
+def test_handwritten_training_specs_cite_real_provisions_and_stay_away_from_the_realistic_set(corpus_run):
+    """The hand-written training rows (examples/handwritten) are training data: every citation is a provision
+    geoprep cuts from the bundled laws, and no realistic spec (the yardstick) is near any of them."""
+    from sft.core.chunks import read_chunks
+    from sft.core.gold import citation_matches
+
+    def shingles(text: str) -> set[str]:
+        w = text.lower().split()
+        return {" ".join(w[i : i + 3]) for i in range(max(1, len(w) - 2))}
+
+    out, _ = corpus_run
+    by_law: dict[str, list[str]] = {}
+    for c in read_chunks(out / "chunks.jsonl"):
+        by_law.setdefault(c.law_id, []).append(c.citation)
+    with (CORPUS.parent / "handwritten" / "train_specs.csv").open(encoding="utf-8") as fh:
+        train = list(csv.DictReader(fh))
+    assert len(train) >= 250
+    for row in train:
+        if row["label"] == "Needs Geo-Compliance" and row["law_id"] in by_law:
+            assert any(citation_matches(c, [row["citation"]]) for c in by_law[row["law_id"]]), row["id"]
+        elif row["label"] == "Needs Geo-Compliance":
+            assert row["category"] == "law_not_in_corpus" and not row["citation"], row["id"]
+    with (CORPUS.parent / "realistic" / "specs.csv").open(encoding="utf-8") as fh:
+        realistic = list(csv.DictReader(fh))
+    def title_words(name: str) -> set[str]:
+        return set(re.findall(r"[a-z0-9]+", name.lower())) - {"the", "for", "in", "a", "of", "to", "and", "on", "eu", "us"}
+
+    train_sh = [shingles(f"{r['name']} {r['description']}") for r in train]
+    train_titles = [title_words(r["name"]) for r in train]
+    worst = worst_title = 0.0
+    for row in realistic:
+        sh, title = shingles(f"{row['name']} {row['description']}"), title_words(row["name"])
+        worst = max(worst, max(len(sh & t) / len(sh | t) for t in train_sh))
+        worst_title = max(worst_title, max(len(title & t) / len(title | t) for t in train_titles if title | t))
+    assert worst < 0.1, worst  # no shared text
+    assert worst_title < 0.4, worst_title  # and no same feature under another description ("Diwali sticker pack")

@@ -12,6 +12,12 @@ from sft.core.retrieval import open_retriever
 from tests.conftest import CORPUS
 
 
+def shingles(text: str) -> set[str]:
+    """Word 3-grams: the near-duplicate measure between spec sets."""
+    w = text.lower().split()
+    return {" ".join(w[i : i + 3]) for i in range(max(1, len(w) - 2))}
+
+
 def test_every_validation_prompt_is_rebuilt_with_the_same_law_through_the_predict_path(corpus_run):
     out, _ = corpus_run
     retriever = open_retriever("local", index_dir=out / "index")
@@ -32,10 +38,6 @@ def test_the_realistic_set_is_not_built_from_the_generator(corpus_run):
     """No hand-written spec is a near-duplicate of a generated one (word 3-gram Jaccard < 0.5)."""
     from data_prep.features import read_features
 
-    def shingles(text: str) -> set[str]:
-        w = text.lower().split()
-        return {" ".join(w[i : i + 3]) for i in range(max(1, len(w) - 2))}
-
     out, _ = corpus_run
     generated = [shingles(f"{s.feature.name} {s.feature.description}") for s in read_features(out / "features.jsonl")]
     path = CORPUS.parent / "realistic" / "specs.csv"
@@ -54,10 +56,6 @@ def test_handwritten_training_specs_cite_real_provisions_and_stay_away_from_the_
     geoprep cuts from the bundled laws, and no realistic spec (the yardstick) is near any of them."""
     from sft.core.chunks import read_chunks
     from sft.core.gold import citation_matches
-
-    def shingles(text: str) -> set[str]:
-        w = text.lower().split()
-        return {" ".join(w[i : i + 3]) for i in range(max(1, len(w) - 2))}
 
     out, _ = corpus_run
     by_law: dict[str, list[str]] = {}

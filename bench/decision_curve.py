@@ -14,7 +14,8 @@ balance_labels, 448 tokens, ~5 s/step): realistic macro-F1 0.23 at 75 steps, 0.3
 (accuracy 0.32 / 0.45 / 0.62); the template split's accuracy 0.40 / 0.48 / 0.81. With the shorter prompt and
 the composed-driver data (session 6): 0.32 at 150 steps, 0.51 at 300; the flag swings between labels from one
 checkpoint to the next (112 "Needs" of 146 at 150 steps, 15 at 300). Each checkpoint's line adds its right
-answers by category.
+answers by category. A finished run's directory (not its checkpoints) also holds the label head training fitted
+(sft.core.label_head): both flags are printed for it, the LM's flag step and the head's.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ def main() -> None:
     from sft.core.contract import Answer, Prediction
     from sft.core.glossary import Glossary
     from sft.core.gold import read_gold_specs
+    from sft.core.label_head import LabelHead
     from sft.inference.decoding import label_scores
     from sft.inference.evaluate import compute_metrics
     from sft.inference.predict import contexts_for, open_feature_retriever
@@ -73,13 +75,16 @@ def main() -> None:
         instruction = model_instruction(trained) if trained else model_instruction(ckpt)
         predictor = Predictor(model, tok, model_id=str(ckpt), max_length=args.max_length, instruction=instruction)
         prompts = [predictor.fit_prompt(f, c, n)[1] for f, c, n in items]
-        flags = [max(d, key=d.__getitem__) for d in label_scores(model, tok, prompts)]
-        m = score(flags)
-        right = collections.Counter(s.category for s, f in zip(specs, flags, strict=True) if f in s.accepted)
-        total = collections.Counter(s.category for s in specs)
-        print(f"{ckpt}: macro-F1 {m['macro_f1']:.3f}, accuracy {m['accuracy']:.3f}, "
-              f"predicted {dict(collections.Counter(flags))}\n  right by category: "
-              + ", ".join(f"{c} {right[c]}/{n}" for c, n in sorted(total.items())), flush=True)
+        # A finished run's dir has the label head training fitted (checkpoints do not): both flags are scored.
+        head = LabelHead.load(ckpt) if (ckpt / "label_head.json").is_file() else None
+        for name, h in (("LM flag step", None), *((("label head", head),) if head else ())):
+            flags = [max(d, key=d.__getitem__) for d in label_scores(model, tok, prompts, head=h)]
+            m = score(flags)
+            right = collections.Counter(s.category for s, f in zip(specs, flags, strict=True) if f in s.accepted)
+            total = collections.Counter(s.category for s in specs)
+            print(f"{ckpt} ({name}): macro-F1 {m['macro_f1']:.3f}, accuracy {m['accuracy']:.3f}, "
+                  f"predicted {dict(collections.Counter(flags))}\n  right by category: "
+                  + ", ".join(f"{c} {right[c]}/{n}" for c, n in sorted(total.items())), flush=True)
 
 
 if __name__ == "__main__":

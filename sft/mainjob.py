@@ -39,10 +39,11 @@ REPO = Path(__file__).resolve().parents[1]
 # instead (3 epochs over all examples, 512 tokens).
 DEMO_HYPERPARAMETERS: dict[str, Any] = {
     "model": "demo",
-    # Steps are the lever (realistic-set learning curve in docs/model-quality.md); LoRA on the top 15 of 30 layers
-    # makes a CPU step ~1.5x cheaper (backward stops at layer 15: bench numbers in docs/benchmarks.md), so the
-    # 20-minute budget holds ~180 steps instead of ~120 (210 steps + 4 evaluations took 21.7 min, 2026-12-03).
-    "max_steps": 180,
+    # The flag comes from the label head fitted after training (sft.core.label_head; ~2 min here for its features),
+    # reading layer 15, below the LoRA layers: the steps teach law, citation and reason, not the decision.
+    # LoRA on the top 15 of 30 layers makes a CPU step ~1.5x cheaper (docs/benchmarks.md); 120 steps of the
+    # generated + hand-written data (~4 s each) leave room for the head and the two evaluations in 20 minutes.
+    "max_steps": 120,
     "lora_layers": 15,
     "learning_rate": 1e-3,  # LoRA on a 135M model needs a far higher rate than the 7B seed's 5e-5 to learn in 100 steps
     "batch_size": 4,
@@ -74,12 +75,11 @@ class MainJobConfig:
         "help": "Validation-split examples to evaluate (and calibrate confidence on); the realistic set is always whole."})
     realistic: Path = field(default=REPO / "examples" / "realistic" / "specs.csv", metadata={
         "help": "Hand-written labelled specs, kept out of training: the headline figures."})
-    # Off by default: in the 20-minute CPU budget the demo model scored lower with them (macro-F1 30-33 % vs 43 %,
-    # one run each, docs/model-quality.md) though a bag-of-words classifier gets 0.86 from them plus the generated
-    # data vs 0.65 from the generated data alone: they are what to train on where more steps are affordable (a GPU).
-    train_specs: Path | None = field(default=None, metadata={
-        "help": "Hand-written labelled specs added to the generated training data (geoprep's --features), e.g. "
-                "examples/handwritten/train_specs.csv. Never the realistic set."})
+    # On by default since the flag comes from the label head (sft.core.label_head): fitted on them plus the
+    # generated data it scores realistic macro-F1 ~0.83 vs ~0.67 on the generated data alone (docs/model-quality.md).
+    train_specs: Path | None = field(default=REPO / "examples" / "handwritten" / "train_specs.csv", metadata={
+        "help": "Hand-written labelled specs added to the generated training data (geoprep's --features); '' for "
+                "none. Never the realistic set."})
     image: str = field(default="auto", metadata={
         "help": "Where training runs: 'auto' (inside geocomply:local through SageMaker local mode when a Docker engine "
                 "answers, built here first; else on this machine), an image tag, or 'none' (on this machine)."})
@@ -268,6 +268,8 @@ def summary(cfg: MainJobConfig, result: dict[str, Any], predictions: Path, secon
     calib_line = ("" if not calib else f"Confidence: T={calib['temperature']:.2f} (fitted on the validation split), "
                   f"ECE {calib['ece']:.3f} on the realistic set; {calib['needs_review_rate']:.0%} routed to review "
                   f"(threshold {calib['review_threshold']:.2f}).")
+    from sft.inference.evaluate import flag_line
+
     md = "\n".join(
         [
             f"# geocomply main job ({seconds / 60:.1f} min)",
@@ -277,6 +279,7 @@ def summary(cfg: MainJobConfig, result: dict[str, Any], predictions: Path, secon
             "",
             *lines,
             "",
+            *flag_line(result.get("flag"))[1:],
             tpl_line,
             calib_line,
             "",

@@ -42,20 +42,21 @@ def test_local_run_main_job_produces_every_artefact(tmp_path):
     realistic.write_text("\n".join((REPO / "examples" / "realistic" / "specs.csv").read_text().splitlines()[:1])
                          + "\n" + "".join(_csv_rows(REPO / "examples" / "realistic" / "specs.csv", 5)))
     cmd = ["./local_run.sh", "--max-steps", "2", "--eval-limit", "10", "--features", str(features),
-           "--realistic", str(realistic), "--train-specs", "examples/handwritten/train_specs.csv"]
+           "--realistic", str(realistic)]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=1500)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
     data, model = out / "data", out / "job" / "model"
     for path in (data / "train.jsonl", data / "validation.jsonl", data / "qc_report.json", data / "qc_report.md"):
         assert path.is_file() and path.stat().st_size > 0, path
-    # --train-specs: the hand-written training specs (examples/handwritten) are in the training data, next to the
+    # By default the hand-written training specs (examples/handwritten) are in the training data, next to the
     # generated ones.
     with (REPO / "examples" / "handwritten" / "train_specs.csv").open(encoding="utf-8") as fh:
         hand = {row["name"] for row in csv.DictReader(fh)}
     names = [json.loads(json.loads(line)["input"])["feature"]["name"] for line in (data / "train.jsonl").open()]
     assert sum(n in hand for n in names) > 150 and sum(n not in hand for n in names) > 300
-    for name in ("adapter_model.safetensors", "adapter_config.json", "train_config.json", "metrics.json", "budget.json"):
+    for name in ("adapter_model.safetensors", "adapter_config.json", "train_config.json", "metrics.json", "budget.json",
+                 "label_head.safetensors", "label_head.json", "reasons.json"):
         assert (model / name).is_file(), name
     assert (model / "index").is_dir()  # the law index ships with the model for serving
     if docker_answers():
@@ -84,6 +85,11 @@ def test_local_run_main_job_produces_every_artefact(tmp_path):
     assert "macro-F1" in summary and "keyword" in summary and "Realistic hand-written specs (5" in summary
     real = json.loads((out / "eval-realistic" / "eval.json").read_text())
     assert real["n"] == 5 and real["runs"]["model"]["reasons_naming_absent_law"] == 0
+    # The flag came from the label head (layer 15 of the demo model's 30), and the LM's own flag step is reported
+    # beside it on the same specs.
+    assert real["flag"]["source"] == "label_head" and real["flag"]["layer"] == 15
+    assert set(real["flag"]["lm_flag_step"]) == {"accuracy", "macro_f1"}
+    assert "Flag: the label head on layer 15" in summary
     assert (model / "calibration.json").is_file()  # fitted on the template split, shipped with the model
     assert all("confidence" in p and "needs_review" in p for p in preds)
     assert "macro-F1" in proc.stdout  # the summary table is printed

@@ -418,7 +418,11 @@ class Prediction(_Record):
         default=None, description="Citation present in the prompt's law context (None: no citation)."
     )
     label_scores: dict[str, float] | None = Field(
-        default=None, description="Log-likelihood of each label continuation (constrained decoding only)."
+        default=None, description="Log-likelihood of each label continuation (constrained decoding only); the "
+        "label head's log-probabilities when the model has one (it chose the flag)."
+    )
+    lm_label_scores: dict[str, float] | None = Field(
+        default=None, description="With a label head: the LM's own label log-likelihoods, for comparison."
     )
     confidence: float | None = Field(
         default=None, description="Calibrated probability of the chosen label (None: no calibration data)."

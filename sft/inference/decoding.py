@@ -4,10 +4,13 @@ Constrained decoding builds the answer field by field in the exact serialisation
 :meth:`sft.core.contract.Answer.to_json` (the training target), so a fine-tuned model sees the same text it learned:
 
 1. the flag: the three canonical label continuations after ``{"compliance_flag": "`` are scored by
-   log-likelihood and the best wins (the model cannot invent a fourth label);
+   log-likelihood and the best wins (the model cannot invent a fourth label); a model trained with a label
+   head (:mod:`sft.core.label_head`) takes the flag from the head instead, and the steps below follow it;
 2. law + citation: every ``(law, citation)`` pair of the prompt's own law context, plus ``null``, is scored
    as a continuation; the answer therefore cites only text present in the prompt, or nothing;
-3. the reason: generated greedily after ``"reason": "`` and cut at the first unescaped quote; the text is
+3. the reason: for a "No" or NEI flag, the likeliest of the sentences training gave that label
+   (:mod:`sft.core.reasons`, saved with the model); otherwise generated greedily after ``"reason": "`` and cut at
+   the first unescaped quote; the text is
    then JSON-escaped by the serialiser, so quotes or backslashes the model emits cannot break the JSON; a
    sentence naming law that is not in the prompt is removed (:mod:`sft.inference.grounding`).
 
@@ -30,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sft.core.contract import LABELS, Answer, Prediction, PromptInput, parse_output
+from sft.core.label_head import LabelHead, prompt_features
 from sft.core.prompt import DEFAULT_REASON_TOKENS
 from sft.inference.grounding import ground_reason
 
@@ -221,9 +225,12 @@ def _label_step(model: Any, tokenizer: Any, prompts: Sequence[str], batch_size: 
     return base, prefix, label_ids, scores
 
 
-def label_scores(model: Any, tokenizer: Any, prompts: Sequence[str], batch_size: int = 8) -> list[dict[str, float]]:
-    """Only the flag step of :func:`decode_constrained`: each label's log-likelihood per prompt, no reason generated
-    (what ``bench/decision_curve.py`` scores checkpoints with)."""
+def label_scores(model: Any, tokenizer: Any, prompts: Sequence[str], batch_size: int = 8,
+                 head: LabelHead | None = None) -> list[dict[str, float]]:
+    """Only the flag step of :func:`decode_constrained`: each label's log-likelihood per prompt (the label head's
+    log-probabilities when there is one), no reason generated (what ``bench/decision_curve.py`` scores)."""
+    if head is not None:
+        return head.log_probs(prompt_features(model, tokenizer, prompts, head.layer))
     out: list[dict[str, float]] = []
     n = len(LABELS)
     for start in range(0, len(prompts), batch_size):
@@ -232,13 +239,43 @@ def label_scores(model: Any, tokenizer: Any, prompts: Sequence[str], batch_size:
     return out
 
 
+def _choose_reasons(model: Any, tokenizer: Any, prefix: _Prefix, answer_so_far: Sequence[list[int]],
+                    candidates: Sequence[Sequence[str]], batch_size: int) -> dict[int, str]:
+    """Row i -> the candidate reason with the highest mean log-probability per token after ``answer_so_far[i]``
+    (the flag and law segments; the prefix holds the prompt). Rows without candidates are left out."""
+    rows, seqs, skip, owners = [], [], [], []
+    for i, (so_far, cands) in enumerate(zip(answer_so_far, candidates, strict=True)):
+        for reason in cands:
+            # The reason's JSON string body, its closing quote and the answer's closing brace: as trained.
+            tail = _encode(tokenizer, json.dumps(reason, ensure_ascii=False)[1:] + "}")
+            rows.append(i)
+            seqs.append(list(so_far) + tail)
+            skip.append(len(so_far))
+            owners.append((i, reason, len(tail)))
+    if not rows:
+        return {}
+    best: dict[int, tuple[float, str]] = {}
+    for (i, reason, n), total in zip(owners, score_from_prefix(model, prefix, rows, seqs, skip, batch_size),
+                                     strict=True):
+        if i not in best or total / n > best[i][0]:
+            best[i] = (total / n, reason)
+    return {i: reason for i, (_, reason) in best.items()}
+
+
 def decode_constrained(model: Any, tokenizer: Any, prompts: Sequence[str], inputs: Sequence[PromptInput | None],
-                       config: DecodeConfig | None = None) -> list[Prediction]:
-    """Always-valid answers (see the module doc). ``inputs[i]`` is the parsed input of ``prompts[i]``."""
+                       config: DecodeConfig | None = None, head: LabelHead | None = None,
+                       reasons: dict[str, list[str]] | None = None) -> list[Prediction]:
+    """Always-valid answers (see the module doc). ``inputs[i]`` is the parsed input of ``prompts[i]``. With a
+    label ``head`` (saved by training beside the adapter) the flag is the head's; the rest is decoded after it.
+    ``reasons``: per label, the sentences a reason is chosen from (training's ``reasons.json``)."""
     cfg = config or DecodeConfig()
     # 1. the flag
     base, prefix, label_ids, scores = _label_step(model, tokenizer, prompts, cfg.batch_size)
     n = len(LABELS)
+    lm_scores = None
+    if head is not None:
+        by_head = head.log_probs(prompt_features(model, tokenizer, prompts, head.layer))
+        lm_scores, scores = scores, [d[label.value] for d in by_head for label in LABELS]
     flags = [max(range(n), key=lambda j: scores[i * n + j]) for i in range(len(base))]
 
     # 2. law + citation among the prompt's own context, or null (scored after the chosen label)
@@ -251,27 +288,39 @@ def decode_constrained(model: Any, tokenizer: Any, prompts: Sequence[str], input
             seqs.append(label_ids[flags[i]] + cont)
             skip.append(len(label_ids[flags[i]]))
     flat = iter(score_from_prefix(model, prefix, rows, seqs, skip, cfg.batch_size))
-    del prefix
     picks = []
     for row in conts:
         row_scores = [next(flat) for _ in row]
         picks.append(max(range(len(row)), key=row_scores.__getitem__))
     after_flag = [b + label_ids[f] for b, f in zip(base, flags, strict=True)]
 
-    # 3. the reason, cut at the closing quote
-    contexts = [ctx + row[k] for ctx, row, k in zip(after_flag, conts, picks, strict=True)]
-    texts = generate(model, tokenizer, contexts, cfg.max_reason_tokens, stop_at_quote=True, batch_size=cfg.batch_size)
+    # 3. the reason: for a flag with saved sentences (sft.core.reasons) the likeliest of them, else generated and
+    # cut at the closing quote
+    chosen = _choose_reasons(model, tokenizer, prefix, [label_ids[f] + row[k] for f, row, k in
+                                                        zip(flags, conts, picks, strict=True)],
+                             [(reasons or {}).get(LABELS[f].value, []) for f in flags], cfg.batch_size)
+    del prefix
+    todo = [i for i in range(len(base)) if i not in chosen]
+    contexts = [after_flag[i] + conts[i][picks[i]] for i in todo]
+    generated = dict(zip(todo, generate(model, tokenizer, contexts, cfg.max_reason_tokens, stop_at_quote=True,
+                                        batch_size=cfg.batch_size) if todo else [], strict=True))
 
     preds = []
-    for i, text in enumerate(texts):
-        cut = _close_quote(text)
-        reason = _unescape(text[:cut] if cut >= 0 else text).strip()
+    for i in range(len(base)):
+        if i in chosen:
+            reason = chosen[i]
+        else:
+            text = generated[i]
+            cut = _close_quote(text)
+            reason = _unescape(text[:cut] if cut >= 0 else text).strip()
         law, citation = options[i][picks[i]]
         answer = Answer(compliance_flag=LABELS[flags[i]], law=law, citation=citation, reason=reason)
         # A reason names only law its prompt holds (sft.inference.grounding): enforced here, for any weights.
         answer.reason = ground_reason(answer.reason, answer, inputs[i])
         pred = parse_output(answer.to_json(), inputs[i])
         pred.label_scores = {label.value: scores[i * n + j] for j, label in enumerate(LABELS)}
+        if lm_scores is not None:
+            pred.lm_label_scores = {label.value: lm_scores[i * n + j] for j, label in enumerate(LABELS)}
         preds.append(pred)
     return preds
 

@@ -173,6 +173,36 @@ def _fmt(v: Any) -> str:
     return "n/a" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
 
 
+def flag_summary(predictor: Any, preds: Sequence[Prediction], accepted: Sequence[set[str]],
+                 labels: Sequence[str]) -> dict[str, Any]:
+    """What decided the flag: the label head (with how it was fitted and what the LM's own flag step scores on the
+    same prompts, so the head's gain is measured in every eval) or the LM's label likelihoods.
+    ``accepted[i]``: labels counted right for example i (a spec file's law outside the corpus: Needs or NEI)."""
+    head = predictor.label_head
+    if head is None:
+        return {"source": "lm"}
+    out: dict[str, Any] = {"source": "label_head", "layer": head.layer,
+                           **{k: head.fitted.get(k) for k in ("train_examples", "validation_macro_f1", "l2")}}
+    lm = [max(p.lm_label_scores, key=p.lm_label_scores.__getitem__) if p.lm_label_scores else None for p in preds]
+    if lm and all(lm):
+        golds = [Answer(compliance_flag=f if f in ok else g) for f, ok, g in zip(lm, accepted, labels, strict=True)]
+        m = compute_metrics(golds, [Prediction(valid=True, answer=Answer(compliance_flag=f)) for f in lm])
+        out["lm_flag_step"] = {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"]}
+    return out
+
+
+def flag_line(flag: dict[str, Any] | None) -> list[str]:
+    if not flag:
+        return []
+    if flag["source"] == "lm":
+        return ["", "Flag: the LM's label likelihoods (no label head saved with this model)."]
+    lm = flag.get("lm_flag_step")
+    return ["", f"Flag: the label head on layer {flag['layer']} (fitted on {flag.get('train_examples')} examples, "
+                f"validation macro-F1 {_fmt(flag.get('validation_macro_f1'))})"
+                + (f"; the LM's own flag step on the same prompts: macro-F1 {_fmt(lm['macro_f1'])}, accuracy "
+                   f"{_fmt(lm['accuracy'])}." if lm else ".")]
+
+
 def render_report(result: dict[str, Any]) -> str:
     runs = result["runs"]
     keys = ["json_valid_rate", "accuracy", "macro_f1", "law_accuracy", "citation_grounding_rate", "abstention_rate"]
@@ -182,6 +212,7 @@ def render_report(result: dict[str, Any]) -> str:
         f"Data: `{result['data']}` ({result['n']} examples); decoding: "
         f"{'constrained' if result['constrained'] else 'unconstrained'}; "
         f"{result['predictions_per_s']:.2f} predictions/s.",
+        *flag_line(result.get("flag")),
         "",
         "| run | " + " | ".join(keys) + " |",
         "|---" * (len(keys) + 1) + "|",
@@ -237,6 +268,8 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
         "constrained": cfg.constrained,
         "majority_label": {"label": majority.value, "from": str(cfg.train or cfg.data)},
         "predictions_per_s": len(examples) / elapsed if elapsed > 0 else 0.0,
+        "flag": flag_summary(predictor, preds, [set() for _ in examples],
+                             [ex.answer.compliance_flag.value for ex in examples]),
         "runs": runs,
         "predictions": [
             {"id": ex.id, "gold": ex.answer.compliance_flag.value, "valid": p.valid, "raw": p.raw, "error": p.error}
@@ -334,7 +367,9 @@ def run_eval_specs(cfg: EvalConfig) -> dict[str, Any]:
     result = {"model": cfg.model, "data": str(cfg.data), "n": len(specs), "constrained": True,
               "kind": "labelled specs through the predict path",
               "majority_label": {"label": majority.value, "from": str(cfg.train or cfg.data)},
-              "predictions_per_s": len(specs) / elapsed if elapsed > 0 else 0.0, "runs": runs, "predictions": rows}
+              "predictions_per_s": len(specs) / elapsed if elapsed > 0 else 0.0,
+              "flag": flag_summary(predictor, preds, [s.accepted for s in specs], [s.label.value for s in specs]),
+              "runs": runs, "predictions": rows}
     write_json_atomic(cfg.out_dir / "eval.json", result)
     extra = ["", "## Realistic-set figures (model)", "",
              f"- law accuracy on positives with a bundled law: {_fmt(m['law_accuracy_on_positives'])}",

@@ -68,6 +68,13 @@ class TrainConfig:
     label_loss_weight: float = _f(1.0, "Loss weight of the answer's first tokens (the compliance flag) relative to the "
                                        "rest (the law, citation and reason). >1 makes a small model learn the decision "
                                        "before the reason's wording.")
+    label_head: bool = _f(True, "After training, fit a linear flag head on the model's hidden states (sft.core."
+                                "label_head) and save it with the adapter; decoding takes the flag from it. A small "
+                                "model's hidden states separate the labels long before its LM head says them.")
+    label_head_layer: float = _f(0.5, "Where the label head reads the hidden states, as a fraction of the model's "
+                                      "depth (0.5: the middle layer; 1: the last).")
+    choose_reasons: bool = _f(True, "Save the training data's 'No' and NEI reasons (sft.core.reasons): decoding then "
+                                    "picks the likeliest of them for such an answer instead of writing one.")
     fast_dropout: bool = _f(True, "On CPU, draw LoRA dropout masks from 16-bit random slices (same distribution "
                                   "up to p in steps of 1/65536; ~12% faster steps than torch's per-element draws).")
     padding_free: bool | None = _f(None, "Compute no pad tokens. Default: on a CPU, one example per forward pass "
@@ -118,6 +125,8 @@ class TrainConfig:
             raise UserError("learning_rate and epochs must be > 0")
         if not 0 <= self.lora_dropout < 1 or not 0 <= self.warmup_ratio < 1:
             raise UserError("lora_dropout and warmup_ratio must be in [0, 1)")
+        if not 0 < self.label_head_layer <= 1:
+            raise UserError(f"label_head_layer: a fraction of the model's depth in (0, 1], got {self.label_head_layer}")
         if not 1.0 <= self.label_loss_weight <= 100.0:
             raise UserError(f"label_loss_weight: 1 to 100, got {self.label_loss_weight}")
         if self.max_steps == 0 or self.max_steps < -1:

@@ -7,6 +7,8 @@ Output directory (eval/predict/serve and the image rely on it):
     train_config.json   resolved config (no secrets)
     metrics.json        losses, generated-answer metrics per evaluation, best checkpoint, throughput
     budget.json         per split: fit / trimmed / dropped counts and drop reasons
+    label_head.*        the flag head fitted on the trained model's hidden states (sft.core.label_head)
+    reasons.json        the training data's "No"/NEI reasons, which decoding chooses from (sft.core.reasons)
     merged/             with --merge: full weights + tokenizer
     index/              with --index: the retrieval index used by serving
 """
@@ -314,6 +316,8 @@ class Prepared:
     checkpoint_dir: Path
     instruction: str = ""
     """The training data's instruction (its most common one): inference must prompt with it, so it is saved."""
+    head_data: tuple[Any, Any] | None = None
+    """(train, validation) splits as read, before label balancing: what the label head is fitted and chosen on."""
 
 
 # CPU: from this mean example length on, one example per forward pass beats a batch. Measured on 2 cores with
@@ -398,7 +402,7 @@ def build_trainer(config: TrainConfig, run: RunState | None = None) -> Prepared:
     if tokenizer.eos_token is None:
         raise UserError(f"{config.model}: tokenizer has no EOS token; generation could never stop")
 
-    train = prepare_split("train", config.data, tokenizer, config.max_length)
+    train = as_read = prepare_split("train", config.data, tokenizer, config.max_length)
     if config.balance_labels:
         train = balance_labels(train, config.seed)
     val = prepare_split("validation", config.validation, tokenizer, config.max_length) if config.validation else None
@@ -432,7 +436,7 @@ def build_trainer(config: TrainConfig, run: RunState | None = None) -> Prepared:
     log_plan(config, trainer, device)
     instructions = Counter(ex.instruction for ex in train.examples)
     return Prepared(trainer, tokenizer, budget, config.model, device, run, checkpoint_dir,
-                    instructions.most_common(1)[0][0] if instructions else "")
+                    instructions.most_common(1)[0][0] if instructions else "", (as_read, val))
 
 
 def log_plan(config: TrainConfig, trainer: Any, device: Device) -> None:
@@ -477,7 +481,41 @@ def adapter_base_spec(spec: str) -> str:
     return str(Path(spec).expanduser().resolve())
 
 
-def save_outputs(config: TrainConfig, prep: Prepared, metrics: dict[str, Any]) -> Path:
+def fit_head(config: TrainConfig, prep: Prepared) -> Any:
+    """The label head (sft.core.label_head) on the trained model: features of every training and validation
+    prompt as training rendered them (one forward pass each, stopped at the head's layer), then a few seconds of
+    L-BFGS. On 2 CPU cores ~0.2 s a prompt for the demo model; on a GPU the features take seconds."""
+    from sft.core.label_head import fit_label_head, layer_for, prompt_features
+
+    assert prep.head_data is not None
+    train, val = prep.head_data
+    model = prep.trainer.model
+    was_training = model.training
+    model.eval()
+    layer = layer_for(model, config.label_head_layer)
+    t0 = time.perf_counter()
+
+    def features(split: Any) -> Any:
+        prompts = [row["prompt"] for row in split.rows]
+        step = max(1, len(prompts) // 4)
+        return prompt_features(model, prep.tokenizer, prompts, layer, progress=lambda i: (
+            log.info("label head: %s features %d/%d", split.name, i, len(prompts)) if i % step == 0 else None))
+
+    train_x = features(train)
+    val_x = features(val) if val is not None and val.rows else None
+    head = fit_label_head(layer, train_x, [ex.answer.compliance_flag.value for ex in train.examples],
+                          val_x, [ex.answer.compliance_flag.value for ex in val.examples] if val_x is not None else None)
+    head.fitted["seconds"] = round(time.perf_counter() - t0, 1)
+    model.train(was_training)
+    log.info("label head at layer %d fitted on %d examples in %.0f s (L2 %g; validation macro-F1 %s)", layer,
+             head.fitted["train_examples"], head.fitted["seconds"], head.fitted["l2"],
+             head.fitted["validation_macro_f1"])
+    return head
+
+
+def save_outputs(config: TrainConfig, prep: Prepared, metrics: dict[str, Any], head: Any = None) -> Path:
+    from sft.core import reasons
+
     out = Path(config.output)
     out.mkdir(parents=True, exist_ok=True)
     model = prep.trainer.model
@@ -496,6 +534,12 @@ def save_outputs(config: TrainConfig, prep: Prepared, metrics: dict[str, Any]) -
     write_json_atomic(out / "train_config.json", {**config.to_dict(), "instruction": prep.instruction})
     write_json_atomic(out / "budget.json", prep.budget)
     write_json_atomic(out / "metrics.json", metrics)
+    for stale in ("label_head.safetensors", "label_head.json", reasons.FILE):  # an earlier run's, same dir
+        (out / stale).unlink(missing_ok=True)
+    if head is not None:
+        head.save(out)
+    if config.choose_reasons and prep.head_data is not None:
+        reasons.save(out, reasons.collect(ex.answer for ex in prep.head_data[0].examples))
     if config.index:
         if not Path(config.index).is_dir():
             raise UserError(f"index: {config.index} is not a directory")
@@ -560,6 +604,9 @@ def run_training(config: TrainConfig, run: RunState | None = None) -> dict[str, 
         log.warning("interrupted at step %d; checkpoint in %s", state.global_step, prep.checkpoint_dir)
         return metrics
     if trainer.is_world_process_zero():
-        out = save_outputs(config, prep, metrics)
+        head = fit_head(config, prep) if config.label_head else None
+        if head is not None:
+            metrics["label_head"] = {"layer": head.layer, **head.fitted}
+        out = save_outputs(config, prep, metrics, head)
         log.info("adapter, tokenizer and metrics written to %s", out)
     return metrics

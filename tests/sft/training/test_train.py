@@ -184,6 +184,17 @@ def test_train_learns_saves_reloads_and_generates(tmp_path, tiny_model_dir):
     assert budget["fit"] + budget["trimmed"] == 4 and budget["max_length"] == 512
 
     assert (out / "index" / "shards" / "bm25.json").is_file()  # shipped for serving
+    # The flag head, fitted on the trained model's hidden states (the tiny model's 2 layers: the middle is 1), on
+    # the 4 training examples as read, chosen on the 4 validation ones; predict/eval/serve load it from either dir.
+    from sft.inference.predictor import Predictor
+
+    head = metrics["label_head"]
+    assert head["layer"] == 1 and head["train_examples"] == 4 and head["validation_examples"] == 4, head
+    assert json.loads((out / "metrics.json").read_text())["label_head"] == head
+    assert (out / "label_head.safetensors").is_file() and (out / "label_head.json").is_file()
+    assert Predictor.load(out).label_head.layer == Predictor.load(out / "merged").label_head.layer == 1
+    # The training data's No/NEI sentences (sample data repeats none 3 times: empty lists, so generated).
+    assert set(Predictor.load(out).reasons) == {"No Geo-Compliance Needed", "Not Enough Information"}
     merged, _ = load_model_and_tokenizer(out / "merged")  # full weights, no adapter needed
     assert not type(merged).__name__.startswith("Peft")
     model, tok = load_model_and_tokenizer(out)
@@ -500,3 +511,19 @@ def test_lora_on_the_top_layers_only_trains_nothing_below_them(tmp_path, tiny_mo
     assert layers > 1 and trained == {layers - 1}
     with pytest.raises(UserError, match="lora_layers"):
         TrainConfig(data="x.jsonl", lora_layers=-1)
+
+
+def test_without_a_label_head_no_stale_head_is_left_behind(tmp_path, tiny_model_dir):
+    """label_head off: the LM's own flag step decides, so a head an earlier run left in the dir must go."""
+    from sft.inference.predictor import Predictor
+    from sft.training.train import run_training
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "label_head.json").write_text("{}")
+    (out / "label_head.safetensors").write_bytes(b"old")
+    metrics = run_training(_cfg(tmp_path, tiny_model_dir, label_head=False))
+    assert "label_head" not in metrics
+    assert not (out / "label_head.json").exists() and not (out / "label_head.safetensors").exists()
+    assert (out / "reasons.json").is_file()  # choose_reasons stays on
+    assert Predictor.load(out).label_head is None

@@ -1,0 +1,218 @@
+"""The flag from a linear head on the fine-tuned model's own hidden states.
+
+Why (#13, measured 2026-12-03 on the realistic set, 146 hand-written specs never trained on, 2 CPU cores): after
+the main job's 180 LoRA steps the demo model's flag step (the three label continuations' likelihoods) scores
+macro-F1 0.43; 600 steps reach 0.56, and the label it prefers swings from checkpoint to checkpoint. The decision
+is in the model's hidden states long before the LM head learns to say it: a multinomial logistic regression on
+the mean of one middle layer's hidden states over the prompt, fitted on the same training split in seconds,
+scores 0.80-0.83 (numbers in docs/model-quality.md). So training fits such a head after the LoRA steps and saves it
+with the adapter; constrained decoding takes the flag from it and the LM writes law, citation and reason after
+that flag, exactly as it was trained to (the answer's text and its grounding rules do not change).
+
+The head:
+- features: the output of decoder layer ``layer`` (``hidden_states[layer]``; for the last layer, before the final
+  norm), averaged over the prompt's tokens
+  (the prompt exactly as training and inference render it, with the tokenizer's BOS). Causal attention makes
+  them independent of anything after the prompt, and one forward pass that stops at that layer computes them;
+- standardised with the training split's mean and deviation, then ``W x + b`` over the three labels;
+- fitted by L-BFGS on the training split (each label weighted by its inverse frequency, so a skewed split does
+  not become a prior), its L2 strength chosen by macro-F1 on the validation split.
+
+It is saved as ``label_head.safetensors`` (tensors) + ``label_head.json`` (layer, labels, how it was fitted) in the
+model directory. The temperature of :mod:`sft.inference.calibration` is fitted on its log-probabilities like on
+the LM's, so ``confidence`` means the same thing either way.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sft.core.contract import LABELS
+from sft.core.files import write_json_atomic
+
+log = logging.getLogger(__name__)
+
+WEIGHTS = "label_head.safetensors"
+META = "label_head.json"
+# L2 strengths tried (on standardised features, mean weighted loss); the validation split picks one. Measured on
+# the demo model: 1e-3..1e-1 all land within 0.02 macro-F1 of each other on the realistic set.
+ALPHAS = (1e-1, 1e-2, 1e-3)
+DEFAULT_ALPHA = 1e-2
+
+
+class _Stop(Exception):
+    """Raised by the layer hook: nothing above the head's layer needs computing."""
+
+
+def decoder_layers(model: Any) -> Any:
+    """The model's stack of transformer blocks (through a PEFT wrapper too)."""
+    import torch
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    inner = getattr(base, "model", None)
+    layers = getattr(inner, "layers", None)
+    if isinstance(layers, torch.nn.ModuleList):
+        return layers
+    n = getattr(base.config.get_text_config(), "num_hidden_layers", None)
+    for module in base.modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) == n:
+            return module
+    raise ValueError(f"{type(base).__name__}: no list of {n} decoder layers found for the label head")
+
+
+def layer_for(model: Any, fraction: float) -> int:
+    """``hidden_states`` index at ``fraction`` of the model's depth (1 .. number of layers)."""
+    n = len(decoder_layers(model))
+    return min(n, max(1, round(fraction * n)))
+
+
+def prompt_features(model: Any, tokenizer: Any, prompts: Sequence[str], layer: int,
+                    progress: Callable[[int], None] | None = None) -> Any:
+    """(len(prompts), hidden) float32 tensor: the mean of ``hidden_states[layer]`` over each prompt's tokens.
+
+    One prompt per forward pass, stopped after the layer: no padding to mask, and on 2 CPU cores examples of ~300
+    tokens are no faster batched (sft.training.train, CPU_PER_EXAMPLE_MIN_TOKENS). ~0.2 s a prompt for the demo
+    model at its middle layer there; a GPU makes it noise.
+    """
+    import torch
+
+    block = decoder_layers(model)[layer - 1]
+    captured: list[Any] = []
+
+    def hook(_module: Any, _args: Any, output: Any) -> None:
+        captured.append((output[0] if isinstance(output, tuple) else output)[0].float().mean(0))
+        raise _Stop
+
+    handle = block.register_forward_hook(hook)
+    rows = []
+    try:
+        with torch.inference_mode():
+            for i, prompt in enumerate(prompts):
+                ids = torch.tensor([list(tokenizer(prompt)["input_ids"])], device=model.device)
+                try:
+                    model(input_ids=ids, use_cache=False)
+                except _Stop:
+                    pass
+                rows.append(captured.pop().cpu())
+                if progress:
+                    progress(i + 1)
+    finally:
+        handle.remove()
+    return torch.stack(rows) if rows else torch.zeros((0, model.config.get_text_config().hidden_size))
+
+
+@dataclass
+class LabelHead:
+    layer: int
+    mean: Any  # (d,) tensors
+    std: Any
+    weight: Any  # (len(labels), d)
+    bias: Any  # (len(labels),)
+    labels: list[str] = field(default_factory=lambda: [label.value for label in LABELS])
+    fitted: dict[str, Any] = field(default_factory=dict)
+    """How it was fitted: examples, chosen L2, validation macro-F1 of the head and of the LM's own flag step."""
+
+    def logits(self, features: Any) -> Any:
+        return ((features - self.mean) / self.std) @ self.weight.T + self.bias
+
+    def log_probs(self, features: Any) -> list[dict[str, float]]:
+        import torch
+
+        lp = torch.log_softmax(self.logits(features.float()), dim=-1)
+        return [{label: float(row[j]) for j, label in enumerate(self.labels)} for row in lp]
+
+    def save(self, model_dir: str | Path) -> None:
+        from safetensors.torch import save_file
+
+        out = Path(model_dir)
+        tmp = out / (WEIGHTS + ".tmp")
+        save_file({k: getattr(self, k).contiguous() for k in ("mean", "std", "weight", "bias")}, str(tmp))
+        tmp.replace(out / WEIGHTS)
+        write_json_atomic(out / META, {"layer": self.layer, "labels": self.labels, "fitted": self.fitted})
+
+    @classmethod
+    def load(cls, model_dir: str | Path) -> LabelHead | None:
+        """The head saved in ``model_dir`` (or its parent: a ``merged/`` dir), or None when there is none."""
+        from safetensors.torch import load_file
+
+        for d in (Path(model_dir), Path(model_dir).parent):
+            if (d / META).is_file() and (d / WEIGHTS).is_file():
+                meta = json.loads((d / META).read_text())
+                t = load_file(str(d / WEIGHTS))
+                if meta.get("labels") != [label.value for label in LABELS]:
+                    raise ValueError(f"{d / META}: labels {meta.get('labels')} are not this version's")
+                return cls(meta["layer"], t["mean"], t["std"], t["weight"], t["bias"], meta["labels"],
+                           meta.get("fitted", {}))
+        return None
+
+
+def macro_f1(gold: Sequence[int], pred: Sequence[int], k: int = len(LABELS)) -> float:
+    """Unweighted mean F1 over the ``k`` classes that occur in gold or predictions."""
+    scores = []
+    for c in range(k):
+        tp = sum(g == c and p == c for g, p in zip(gold, pred, strict=True))
+        n_pred, n_gold = sum(p == c for p in pred), sum(g == c for g in gold)
+        if n_pred or n_gold:
+            scores.append(2 * tp / (n_pred + n_gold))
+    return sum(scores) / len(scores) if scores else 0.0
+
+
+def _fit(x: Any, y: Any, alpha: float, steps: int = 200) -> tuple[Any, Any]:
+    """Class-balanced multinomial logistic regression on standardised ``x``: (weight, bias)."""
+    import torch
+
+    k = len(LABELS)
+    counts = torch.bincount(y, minlength=k).float()
+    sample_w = (len(y) / (k * counts.clamp(min=1)))[y]
+    w = torch.zeros(k, x.shape[1], requires_grad=True)
+    b = torch.zeros(k, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], lr=1, max_iter=steps, history_size=20, line_search_fn="strong_wolfe")
+
+    def closure() -> Any:
+        opt.zero_grad()
+        ce = torch.nn.functional.cross_entropy(x @ w.T + b, y, reduction="none")
+        loss = (ce * sample_w).sum() / sample_w.sum() + alpha * (w * w).sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(closure)
+    return w.detach(), b.detach()
+
+
+def fit_label_head(layer: int, train_x: Any, train_y: Sequence[str], val_x: Any = None,
+                   val_y: Sequence[str] | None = None) -> LabelHead:
+    """Fit on the training features; with a validation split, its macro-F1 picks the L2 strength."""
+    import torch
+
+    index = {label.value: j for j, label in enumerate(LABELS)}
+    y = torch.tensor([index[v] for v in train_y])
+    mean = train_x.mean(0)
+    std = train_x.std(0).clamp(min=1e-6) if len(train_x) > 1 else torch.ones_like(mean)
+    x = (train_x - mean) / std
+    has_val = val_x is not None and val_y is not None and len(val_y) > 0
+    tried: dict[str, float] = {}
+    best = None
+    for alpha in ALPHAS if has_val else (DEFAULT_ALPHA,):
+        w, b = _fit(x, y, alpha)
+        if has_val:
+            pred = (((val_x - mean) / std) @ w.T + b).argmax(-1).tolist()
+            f1 = macro_f1([index[v] for v in val_y], pred)
+            tried[str(alpha)] = round(f1, 4)
+            if best is None or f1 > best[0] + 1e-9:  # ties keep the stronger regularisation (tried first)
+                best = (f1, alpha, w, b)
+        else:
+            best = (math.nan, alpha, w, b)
+    assert best is not None
+    f1, alpha, w, b = best
+    fitted = {"train_examples": len(y), "label_counts": {LABELS[j].value: int(c) for j, c in
+                                                         enumerate(torch.bincount(y, minlength=len(LABELS)))},
+              "l2": alpha, "validation_examples": len(val_y) if has_val else 0,
+              "validation_macro_f1": None if math.isnan(f1) else round(f1, 4), "l2_tried": tried}
+    return LabelHead(layer, mean, std, w, b, fitted=fitted)

@@ -1,0 +1,150 @@
+"""The label head: its features are the model's own hidden states, it learns a rule a linear model can learn,
+it survives a save/load round trip, and decoding takes the flag from it whatever the LM's weights say."""
+
+from __future__ import annotations
+
+import pytest
+
+from sft.core.contract import LABELS, Label
+from sft.core.label_head import LabelHead, fit_label_head, layer_for, macro_f1, prompt_features
+
+torch = pytest.importorskip("torch")
+
+
+def test_features_are_the_mean_hidden_state_of_the_chosen_layer(tiny_model_dir):
+    from sft.models import load_model_and_tokenizer
+
+    model, tok = load_model_and_tokenizer(tiny_model_dir)
+    model.eval()
+    prompts = ["A feature for minors in Utah.", "Dark mode everywhere, a short one."]
+    feats = prompt_features(model, tok, prompts, 1)  # below the last layer: hidden_states[1] exactly
+    assert feats.shape == (2, model.config.hidden_size)
+    for i, p in enumerate(prompts):
+        with torch.no_grad():
+            hs = model(**tok(p, return_tensors="pt"), output_hidden_states=True).hidden_states
+        assert torch.allclose(feats[i], hs[1][0].mean(0), atol=1e-5)
+        assert not torch.allclose(feats[i], hs[2][0].mean(0), atol=1e-3)
+    # The hook is removed: the model computes its full output again afterwards.
+    with torch.no_grad():
+        assert model(**tok(prompts[0], return_tensors="pt")).logits.shape[1] > 0
+    assert layer_for(model, 0.5) == 1 and layer_for(model, 1.0) == 2 and layer_for(model, 0.01) == 1
+
+
+def test_fit_learns_a_separable_rule_and_balances_a_skewed_split(tmp_path):
+    gen = torch.Generator().manual_seed(0)
+    centers = torch.randn(3, 8, generator=gen) * 3
+
+    def sample(counts):
+        xs, ys = [], []
+        for j, n in enumerate(counts):
+            xs.append(centers[j] + torch.randn(n, 8, generator=gen))
+            ys += [LABELS[j].value] * n
+        return torch.cat(xs), ys
+
+    # 90 % of the training split is one label; the head still finds the other two.
+    train_x, train_y = sample((180, 10, 10))
+    val_x, val_y = sample((20, 20, 20))
+    head = fit_label_head(4, train_x, train_y, val_x, val_y)
+    pred = [max(d, key=d.get) for d in head.log_probs(val_x)]
+    assert macro_f1([LABELS.index(Label(v)) for v in val_y], [LABELS.index(Label(p)) for p in pred]) > 0.9
+    assert head.fitted["train_examples"] == 200 and head.fitted["validation_examples"] == 60
+    assert set(head.fitted["l2_tried"]) == {"0.1", "0.01", "0.001"} and head.fitted["validation_macro_f1"] > 0.9
+    for d in head.log_probs(val_x[:3]):
+        assert abs(sum(pow(2.718281828, v) for v in d.values()) - 1) < 1e-4
+
+    head.save(tmp_path)
+    back = LabelHead.load(tmp_path / "merged")  # found from a merged/ dir too
+    assert back is not None and back.layer == 4 and back.fitted == head.fitted
+    assert back.log_probs(val_x[:5]) == head.log_probs(val_x[:5])
+    assert LabelHead.load(tmp_path / "elsewhere" / "deeper") is None
+
+
+def test_a_head_saved_for_other_labels_is_refused(tmp_path):
+    import json
+
+    head = fit_label_head(1, torch.randn(6, 4), [label.value for label in LABELS] * 2)
+    head.save(tmp_path)
+    meta = json.loads((tmp_path / "label_head.json").read_text())
+    meta["labels"] = ["Yes", "No", "Maybe"]
+    (tmp_path / "label_head.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="label_head.json: labels"):
+        LabelHead.load(tmp_path)
+
+
+@pytest.mark.parametrize("forced", list(LABELS))
+def test_decoding_takes_the_flag_from_the_head_for_any_weights(tiny_model_dir, forced):
+    """A head whose bias forces one label: every answer carries it, with the head's probabilities as the label
+    scores (what calibration tempers), and the rest of the answer is still decoded and valid."""
+    from sft.core.contract import Feature, PromptInput, render_prompt
+    from sft.inference.decoding import DecodeConfig, decode_constrained, label_scores
+    from sft.models import load_model_and_tokenizer
+
+    model, tok = load_model_and_tokenizer(tiny_model_dir)
+    model.eval()
+    d = model.config.hidden_size
+    bias = torch.full((3,), -20.0)
+    bias[LABELS.index(forced)] = 20.0
+    head = LabelHead(1, torch.zeros(d), torch.ones(d), torch.zeros(3, d), bias)
+    inputs = [PromptInput.build(Feature(name=n, description="Ship it to teens in Florida."), [], None)
+              for n in ("Curfew", "Dark mode")]
+    prompts = [render_prompt("Flag it.", pi.render()) for pi in inputs]
+    preds = decode_constrained(model, tok, prompts, inputs, DecodeConfig(max_reason_tokens=4), head=head)
+    assert [p.answer.compliance_flag for p in preds] == [forced, forced]
+    assert all(p.valid and p.label_scores[forced.value] > -1e-6 for p in preds)
+    assert [max(s, key=s.get) for s in label_scores(model, tok, prompts, head=head)] == [forced.value] * 2
+
+
+@pytest.mark.parametrize("forced", [Label.NOT_NEEDED, Label.NEI, Label.NEEDS])
+def test_no_and_nei_reasons_are_chosen_from_the_saved_sentences(tiny_model_dir, forced):
+    """For any weights: a "No"/NEI answer's reason is one of its label's saved sentences, whole; a "Needs" reason
+    (which names its law) is still generated; a label without sentences is generated too."""
+    from sft.core.contract import Feature, PromptInput, render_prompt
+    from sft.inference.decoding import DecodeConfig, decode_constrained
+    from sft.models import load_model_and_tokenizer
+
+    model, tok = load_model_and_tokenizer(tiny_model_dir)
+    model.eval()
+    d = model.config.hidden_size
+    bias = torch.full((3,), -20.0)
+    bias[LABELS.index(forced)] = 20.0
+    head = LabelHead(1, torch.zeros(d), torch.ones(d), torch.zeros(3, d), bias)
+    bank = {Label.NOT_NEEDED.value: ["A market test, not a legal duty.", "Ships the same \"everywhere\"."],
+            Label.NEI.value: ["The spec does not say why."]}
+    inputs = [PromptInput.build(Feature(name=n, description="Launch in Canada first."), [], None)
+              for n in ("Tipping", "Stickers", "Filters")]
+    prompts = [render_prompt("Flag it.", pi.render()) for pi in inputs]
+    preds = decode_constrained(model, tok, prompts, inputs, DecodeConfig(max_reason_tokens=6), head=head,
+                               reasons=bank)
+    assert all(p.valid for p in preds)
+    for p in preds:
+        if forced == Label.NEEDS:
+            assert p.answer.reason not in sum(bank.values(), [])
+        else:
+            assert p.answer.reason in bank[forced.value]
+    # NEI without saved sentences: generated, as before.
+    preds = decode_constrained(model, tok, prompts[:1], inputs[:1], DecodeConfig(max_reason_tokens=6), head=head,
+                               reasons={Label.NOT_NEEDED.value: ["x y z."]})
+    assert preds[0].valid and (forced != Label.NEI or preds[0].answer.reason != "x y z.")
+
+
+def test_the_reason_bank_keeps_frequent_law_free_no_and_nei_sentences(tmp_path):
+    import json
+
+    from sft.core import reasons
+    from sft.core.contract import Answer
+
+    def a(label, reason, n):
+        return [Answer(compliance_flag=label, reason=reason)] * n
+
+    answers = (a(Label.NOT_NEEDED, "A market test.", 5) + a(Label.NOT_NEEDED, "Ships everywhere.", 3)
+               + a(Label.NOT_NEEDED, "Rare one.", 2) + a(Label.NEI, "No reason given.", 4)
+               + a(Label.NEI, "The law context given (EU Digital Markets Act) does not cover it.", 9)
+               + a(Label.NEEDS, "Required by GDPR Art. 25.", 9))
+    bank = reasons.collect(answers)
+    assert bank == {Label.NOT_NEEDED.value: ["A market test.", "Ships everywhere."],
+                    Label.NEI.value: ["No reason given."]}
+    reasons.save(tmp_path, bank)
+    assert reasons.load(tmp_path / "merged") == bank and reasons.load(tmp_path / "x" / "y") is None
+    (tmp_path / reasons.FILE).write_text(json.dumps(["not", "a", "dict"]))
+    with pytest.raises(ValueError, match="reasons.json: expected"):
+        reasons.load(tmp_path)

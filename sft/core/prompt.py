@@ -68,6 +68,16 @@ _PLACES: list[tuple[str, str, int]] = [
     (r"\bTX\b", "US-TX", 0),
     (r"\b(?:New York)\b", "US-NY", re.I),
     (r"\bNY\b", "US-NY", 0),
+    # Places no bundled law covers: retrieval falls back to the best hits (nothing applies), and an answer for
+    # such a spec cites none of them (citable_items): a UK age-assurance spec is not answered with Florida's law.
+    (r"\b(?:UK|U\.K\.)\b", "GB", 0),
+    (r"\b(?:United Kingdom|Britain|British|England|Scotland|Wales)\b", "GB", re.I),
+    (r"\b(?:Brazil|Brazilian)\b", "BR", re.I),
+    (r"\b(?:Canada|Canadian|Quebec|Ontario)\b", "CAN", re.I),
+    (r"\b(?:Australia|Australian)\b", "AU", re.I),
+    (r"\b(?:India)\b", "IN", re.I),
+    (r"\b(?:Japan|Japanese)\b", "JP", re.I),
+    (r"\b(?:South Korea|Korea|Korean)\b", "KR", re.I),
 ]
 _PLACE_RES = [(re.compile(p, flags), code) for p, code, flags in _PLACES]
 
@@ -82,6 +92,21 @@ def applies(law_jurisdiction: str, wanted: str) -> bool:
     """A law applies to a place in its own jurisdiction or a sub-jurisdiction: US law in US-UT, not US-FL law in
     US-UT."""
     return wanted == law_jurisdiction or wanted.startswith(law_jurisdiction + "-")
+
+
+def citable_items(prompt_input: PromptInput) -> list[dict[str, Any]]:
+    """The prompt's law items an answer may cite: where the spec names places, only law that applies to one of them
+    (or, for a law of a smaller place, lies within one: California law for a "US" feature). A spec naming Texas
+    cannot be answered with the EU's DMA because the retriever had nothing closer; with no citable item the
+    answer is a flag without a citation (a law outside the corpus). Training answers follow this by construction:
+    a positive cites its own law in its own region (a test checks every built example)."""
+    feature = prompt_input.feature
+    wanted = mentioned_jurisdictions(f"{feature.get('name', '')} {feature.get('description', '')}")
+    if not wanted:
+        return list(prompt_input.law_context)
+    return [item for item in prompt_input.law_context
+            if not item.get("jurisdiction")
+            or any(applies(item["jurisdiction"], w) or applies(w, item["jurisdiction"]) for w in wanted)]
 
 
 # -------------------------------------------------------------------------------------------- context

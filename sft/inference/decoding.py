@@ -6,8 +6,9 @@ Constrained decoding builds the answer field by field in the exact serialisation
 1. the flag: the three canonical label continuations after ``{"compliance_flag": "`` are scored by
    log-likelihood and the best wins (the model cannot invent a fourth label); a model trained with a label
    head (:mod:`sft.core.label_head`) takes the flag from the head instead, and the steps below follow it;
-2. law + citation: every ``(law, citation)`` pair of the prompt's own law context, plus ``null``, is scored
-   as a continuation; the answer therefore cites only text present in the prompt, or nothing;
+2. law + citation: every ``(law, citation)`` pair of the prompt's own law context that applies where the spec
+   says the feature ships, plus ``null``, is scored as a continuation; the answer therefore cites only text
+   present in the prompt, or nothing, and never a law of another place;
 3. the reason: for a "No" or NEI flag, the likeliest of the sentences training gave that label
    (:mod:`sft.core.reasons`, saved with the model); otherwise generated greedily after ``"reason": "`` and cut at
    the first unescaped quote; the text is
@@ -34,7 +35,7 @@ from typing import Any
 
 from sft.core.contract import LABELS, Answer, Prediction, PromptInput, parse_output
 from sft.core.label_head import LabelHead, prompt_features
-from sft.core.prompt import DEFAULT_REASON_TOKENS
+from sft.core.prompt import DEFAULT_REASON_TOKENS, citable_items
 from sft.inference.grounding import ground_reason
 
 FLAG_PREFIX = '{"compliance_flag": "'
@@ -199,9 +200,10 @@ def generate(model: Any, tokenizer: Any, contexts: Sequence[list[int]], max_new_
 
 
 def _law_options(prompt_input: PromptInput | None) -> list[tuple[str | None, str | None]]:
-    """(law, citation) pairs of the prompt's context (deduplicated, in order), then (None, None)."""
+    """(law, citation) pairs of the prompt's context that apply where the spec says it ships (deduplicated, in
+    order; :func:`sft.core.prompt.citable_items`), then (None, None)."""
     options: list[tuple[str | None, str | None]] = []
-    for item in prompt_input.law_context if prompt_input else []:
+    for item in citable_items(prompt_input) if prompt_input else []:
         pair = (item.get("law") or None, item.get("citation") or None)
         if pair != (None, None) and pair not in options:
             options.append(pair)

@@ -63,7 +63,11 @@ def ground_reason(reason: str, answer: Answer, prompt_input: PromptInput | None)
     """``reason`` without the sentences that name absent law; the frame when none is left.
 
     A "No Geo-Compliance Needed" answer cites no law, so its reason names none either: a sentence of it that names
-    a law (even one in the context: "... which the EU AI Act requires") contradicts the flag and goes too."""
+    a law (even one in the context: "... which the EU AI Act requires") contradicts the flag and goes too. A
+    "Needs" answer without a citation (its law is outside the corpus, or none of the prompt's law applies where
+    the spec ships) has nothing to ground a reason on: it gets the frame, which says so."""
+    if answer.compliance_flag == Label.NEEDS and not answer.citation:
+        return frame_reason(answer)
     allowed = allowed_names(prompt_input, answer)
     no_law = answer.compliance_flag == Label.NOT_NEEDED
     kept = [s for s in _SENTENCE.split(reason.strip())

@@ -34,6 +34,22 @@ def test_every_validation_prompt_is_rebuilt_with_the_same_law_through_the_predic
         assert [c.prompt_view() for c in rebuilt] == pi.law_context, ex.id
 
 
+def test_every_training_citation_is_one_the_decoder_may_choose(corpus_run):
+    """Decoding offers only law that applies where the spec says it ships (sft.core.prompt.citable_items): no
+    built answer may cite anything else, or inference could never say what training taught."""
+    from sft.core.prompt import citable_items
+
+    out, _ = corpus_run
+    cited = 0
+    for split in ("train.jsonl", "validation.jsonl"):
+        for ex in read_examples(out / split):
+            if ex.answer.citation:
+                cited += 1
+                options = [(c.get("law"), c.get("citation")) for c in citable_items(PromptInput.parse(ex.input))]
+                assert (ex.answer.law, ex.answer.citation) in options, ex.id
+    assert cited > 100
+
+
 def test_the_realistic_set_is_not_built_from_the_generator(corpus_run):
     """No hand-written spec is a near-duplicate of a generated one (word 3-gram Jaccard < 0.5)."""
     from data_prep.features import read_features

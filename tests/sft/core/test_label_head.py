@@ -148,3 +148,29 @@ def test_the_reason_bank_keeps_frequent_law_free_no_and_nei_sentences(tmp_path):
     (tmp_path / reasons.FILE).write_text(json.dumps(["not", "a", "dict"]))
     with pytest.raises(ValueError, match="reasons.json: expected"):
         reasons.load(tmp_path)
+
+
+def test_a_law_of_another_place_is_never_cited_for_any_weights(tiny_model_dir):
+    """A "Needs" answer for a spec naming Texas, when retrieval only found EU law: no citation, whatever the weights
+    prefer (the EU item is not offered); the same spec naming the EU may cite it."""
+    from sft.core.contract import Feature, LawContext, PromptInput, render_prompt
+    from sft.inference.decoding import DecodeConfig, decode_constrained
+    from sft.models import load_model_and_tokenizer
+
+    model, tok = load_model_and_tokenizer(tiny_model_dir)
+    model.eval()
+    d = model.config.hidden_size
+    head = LabelHead(1, torch.zeros(d), torch.ones(d), torch.zeros(3, d), torch.tensor([20.0, -20.0, -20.0]))
+    assert LABELS[0] == Label.NEEDS
+    dma = LawContext(id="eu_dma#art2", law_id="eu_dma", title="EU Digital Markets Act", citation="DMA Art. 2",
+                     jurisdiction="EU", snippet="Definitions for gatekeepers.", score=1.0)
+    inputs = [PromptInput.build(Feature(name="Age checks", description=f"Verify ages of new accounts in {where}."),
+                                [dma]) for where in ("Texas", "TX", "the EU")]
+    prompts = [render_prompt("Flag it.", pi.render()) for pi in inputs]
+    preds = decode_constrained(model, tok, prompts, inputs, DecodeConfig(max_reason_tokens=4), head=head)
+    assert [p.answer.compliance_flag for p in preds] == [Label.NEEDS] * 3
+    assert preds[0].answer.law is None and preds[0].answer.citation is None
+    assert preds[1].answer.law is None and "Digital Markets" not in preds[1].answer.reason
+    assert preds[0].answer.reason == preds[1].answer.reason == (
+        "The spec states a legal obligation for the region it targets; the law given does not cover it.")
+    assert preds[2].answer.law in (None, "EU Digital Markets Act")

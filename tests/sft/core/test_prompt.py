@@ -38,6 +38,26 @@ def test_places_are_read_from_the_spec():
     assert mentioned_jurisdictions("EEA rollout; also Germany") == ["EU"]
     assert mentioned_jurisdictions("log in or sign up; it is on") == []  # 'in', 'or', 'it' are not states
     assert mentioned_jurisdictions("Florida and federal reporting") == ["US", "US-FL"]
+    assert mentioned_jurisdictions("UK and Brazil first, then Canada") == ["BR", "CAN", "GB"]
+
+
+def test_only_law_of_the_places_a_spec_names_is_citable():
+    from sft.core.prompt import citable_items
+
+    items = [_ctx(1, "EU", "dsa"), _ctx(2, "US", "usc"), _ctx(3, "US-CA", "ca"), _ctx(4, "US-FL", "fl")]
+
+    def citable(name, description=""):
+        pi = PromptInput.build(Feature(name=name, description=description), items)
+        return [c["law"] for c in citable_items(pi)]
+
+    assert citable("Age gate in Texas") == ["usc Act"]  # federal law applies in every state; no other place's
+    assert citable("Quiet hours", "For CA minors.") == ["usc Act", "ca Act"]
+    assert citable("Teen defaults for US users") == ["usc Act", "ca Act", "fl Act"]  # state law within a named country
+    assert citable("Notice form for the EEA") == ["dsa Act"]
+    assert citable("Dark mode") == ["dsa Act", "usc Act", "ca Act", "fl Act"]  # no place named: all of them
+    assert citable("Launch in Brazil") == []  # a place no bundled law covers: no citation
+    assert citable("UK age assurance", "Ofcom codes; also for EU users") == ["dsa Act"]
+    assert citable("Tipping in Canada, not Quebec") == []
 
 
 class _Index:

@@ -11,11 +11,26 @@ from sft.core.label_head import LabelHead, fit_label_head, layer_for, macro_f1, 
 torch = pytest.importorskip("torch")
 
 
-def test_features_are_the_mean_hidden_state_of_the_chosen_layer(tiny_model_dir):
+@pytest.fixture(scope="module")
+def tiny(tiny_model_dir):
+    """The fixture model in eval mode, with its tokenizer."""
     from sft.models import load_model_and_tokenizer
 
     model, tok = load_model_and_tokenizer(tiny_model_dir)
     model.eval()
+    return model, tok
+
+
+def forcing_head(model, label: Label) -> LabelHead:
+    """A head on layer 1 whose bias alone decides: ``label`` with probability ~1, whatever the features."""
+    d = model.config.hidden_size
+    bias = torch.full((3,), -20.0)
+    bias[LABELS.index(label)] = 20.0
+    return LabelHead(1, torch.zeros(d), torch.ones(d), torch.zeros(3, d), bias)
+
+
+def test_features_are_the_mean_hidden_state_of_the_chosen_layer(tiny):
+    model, tok = tiny
     prompts = ["A feature for minors in Utah.", "Dark mode everywhere, a short one."]
     feats = prompt_features(model, tok, prompts, 1)  # below the last layer: hidden_states[1] exactly
     assert feats.shape == (2, model.config.hidden_size)
@@ -72,19 +87,14 @@ def test_a_head_saved_for_other_labels_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("forced", list(LABELS))
-def test_decoding_takes_the_flag_from_the_head_for_any_weights(tiny_model_dir, forced):
+def test_decoding_takes_the_flag_from_the_head_for_any_weights(tiny, forced):
     """A head whose bias forces one label: every answer carries it, with the head's probabilities as the label
     scores (what calibration tempers), and the rest of the answer is still decoded and valid."""
     from sft.core.contract import Feature, PromptInput, render_prompt
     from sft.inference.decoding import DecodeConfig, decode_constrained, label_scores
-    from sft.models import load_model_and_tokenizer
 
-    model, tok = load_model_and_tokenizer(tiny_model_dir)
-    model.eval()
-    d = model.config.hidden_size
-    bias = torch.full((3,), -20.0)
-    bias[LABELS.index(forced)] = 20.0
-    head = LabelHead(1, torch.zeros(d), torch.ones(d), torch.zeros(3, d), bias)
+    model, tok = tiny
+    head = forcing_head(model, forced)
     inputs = [PromptInput.build(Feature(name=n, description="Ship it to teens in Florida."), [], None)
               for n in ("Curfew", "Dark mode")]
     prompts = [render_prompt("Flag it.", pi.render()) for pi in inputs]
@@ -95,19 +105,14 @@ def test_decoding_takes_the_flag_from_the_head_for_any_weights(tiny_model_dir, f
 
 
 @pytest.mark.parametrize("forced", [Label.NOT_NEEDED, Label.NEI, Label.NEEDS])
-def test_no_and_nei_reasons_are_chosen_from_the_saved_sentences(tiny_model_dir, forced):
+def test_no_and_nei_reasons_are_chosen_from_the_saved_sentences(tiny, forced):
     """For any weights: a "No"/NEI answer's reason is one of its label's saved sentences, whole; a "Needs" reason
     (which names its law) is still generated; a label without sentences is generated too."""
     from sft.core.contract import Feature, PromptInput, render_prompt
     from sft.inference.decoding import DecodeConfig, decode_constrained
-    from sft.models import load_model_and_tokenizer
 
-    model, tok = load_model_and_tokenizer(tiny_model_dir)
-    model.eval()
-    d = model.config.hidden_size
-    bias = torch.full((3,), -20.0)
-    bias[LABELS.index(forced)] = 20.0
-    head = LabelHead(1, torch.zeros(d), torch.ones(d), torch.zeros(3, d), bias)
+    model, tok = tiny
+    head = forcing_head(model, forced)
     bank = {Label.NOT_NEEDED.value: ["A market test, not a legal duty.", "Ships the same \"everywhere\"."],
             Label.NEI.value: ["The spec does not say why."]}
     inputs = [PromptInput.build(Feature(name=n, description="Launch in Canada first."), [], None)
@@ -150,18 +155,14 @@ def test_the_reason_bank_keeps_frequent_law_free_no_and_nei_sentences(tmp_path):
         reasons.load(tmp_path)
 
 
-def test_a_law_of_another_place_is_never_cited_for_any_weights(tiny_model_dir):
+def test_a_law_of_another_place_is_never_cited_for_any_weights(tiny):
     """A "Needs" answer for a spec naming Texas, when retrieval only found EU law: no citation, whatever the weights
     prefer (the EU item is not offered); the same spec naming the EU may cite it."""
     from sft.core.contract import Feature, LawContext, PromptInput, render_prompt
     from sft.inference.decoding import DecodeConfig, decode_constrained
-    from sft.models import load_model_and_tokenizer
 
-    model, tok = load_model_and_tokenizer(tiny_model_dir)
-    model.eval()
-    d = model.config.hidden_size
-    head = LabelHead(1, torch.zeros(d), torch.ones(d), torch.zeros(3, d), torch.tensor([20.0, -20.0, -20.0]))
-    assert LABELS[0] == Label.NEEDS
+    model, tok = tiny
+    head = forcing_head(model, Label.NEEDS)
     dma = LawContext(id="eu_dma#art2", law_id="eu_dma", title="EU Digital Markets Act", citation="DMA Art. 2",
                      jurisdiction="EU", snippet="Definitions for gatekeepers.", score=1.0)
     inputs = [PromptInput.build(Feature(name="Age checks", description=f"Verify ages of new accounts in {where}."),

@@ -35,6 +35,7 @@ from data_prep.features import (
     BUSINESS,
     BUSINESS_REASONS,
     BUSINESS_TWIN,
+    ELSEWHERE_TWIN,
     IMPORTED,
     NO_REASON_TWIN,
     POSITIVE,
@@ -189,10 +190,10 @@ def _candidates_for(spec, obligations, topics_by_law, ctx, glossary, drops) -> l
     context = ctx.retrieve(spec, notes)
     if not context:
         drops["no law context retrieved"] += 1
-        if spec.kind == POSITIVE:
+        if spec.kind in (POSITIVE, NO_REASON_TWIN):
             ctx.positives += 1  # a miss all the same
         return []
-    if spec.kind == POSITIVE:
+    if spec.kind in (POSITIVE, NO_REASON_TWIN):  # a stated legal driver, or the law's own mechanism in its place
         ob = obligations.get(spec.obligation_id or "")
         if ob is None:
             drops["source obligation not found"] += 1
@@ -205,16 +206,19 @@ def _candidates_for(spec, obligations, topics_by_law, ctx, glossary, drops) -> l
                 ctx.other_provision += 1
             answer = Answer(compliance_flag=Label.NEEDS, law=cite.title, citation=cite.citation,
                             reason=positive_reason(ob, cite))
-            return [_make(spec, POSITIVE, context, answer, notes)]
+            return [_make(spec, spec.kind, context, answer, notes)]
         # The spec has a legal driver, but the law retrieved for it does not cover it: abstain, as inference must.
         ctx.uncovered += 1
         reason = (f"The law context given ({context[0].title}) does not cover "
                   f"{TOPIC_PHRASES.get(ob.topic, ob.topic)} for users in {where}, so it cannot decide this feature.")
         return [_make(spec, UNCOVERED, context, Answer(compliance_flag=Label.NEI, reason=reason), notes)]
-    if spec.kind in (AMBIGUOUS, NO_REASON_TWIN, BARE_TWIN):
+    if spec.kind in (AMBIGUOUS, ELSEWHERE_TWIN, BARE_TWIN):
         if spec.kind == BARE_TWIN:
             reason = ("The spec says neither where nor why the feature applies, so whether a law drives it cannot be "
                       "judged.")
+        elif spec.kind == ELSEWHERE_TWIN:
+            reason = (f"The spec limits the feature to {where}, where none of the law context applies, and says "
+                      "not why, so whether a law drives it cannot be judged.")
         else:
             reason = ("The spec limits the feature to a region without saying why, so its legal relevance cannot be "
                       "judged.")

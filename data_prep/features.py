@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from data_prep.mine import Obligation
 from sft.core.contract import ContractError, Feature, Label, LawContext, iter_jsonl, read_records
 from sft.core.files import write_jsonl_atomic
+from sft.core.prompt import applies
 from sft.core.tables import check_unique_ids, csv_dicts, open_text
 
 POSITIVE, UNCOVERED, AMBIGUOUS, BUSINESS, IMPORTED = "positive", "uncovered", "ambiguous", "business", "imported"
@@ -33,6 +34,8 @@ POSITIVE, UNCOVERED, AMBIGUOUS, BUSINESS, IMPORTED = "positive", "uncovered", "a
 REGION_NAMES = {
     "EU": "the EU", "US": "the US", "US-CA": "California", "US-FL": "Florida", "US-UT": "Utah",
     "US-TX": "Texas", "US-NY": "New York", "UK": "the UK",
+    # places no bundled law covers (sft.core.prompt's codes)
+    "GB": "the UK", "BR": "Brazil", "CAN": "Canada", "JP": "Japan", "IN": "India", "AU": "Australia", "KR": "South Korea",
 }
 
 # topic -> [(name, description)]; {where} is the region name. Several per topic for varied phrasing.
@@ -336,7 +339,17 @@ BUSINESS_REASONS = [
 # phrasing (explicit law name or implicit), jargon notes and length vary independently, seeded.
 
 BUSINESS_TWIN, NO_REASON_TWIN, UNIVERSAL_TWIN = "business_twin", "no_reason_twin", "universal_twin"
-BARE_TWIN, UNIVERSAL = "bare_twin", "universal"
+BARE_TWIN, UNIVERSAL, ELSEWHERE_TWIN = "bare_twin", "universal", "elsewhere_twin"
+
+# Places no bundled law covers, with their codes in sft.core.prompt's place list: the action a law requires in its
+# own place, geofenced to one of these with no reason, is Not Enough Information (the law in the prompt does not
+# apply there; whether another one does cannot be told).
+ELSEWHERE = ["GB", "BR", "CAN", "JP", "IN", "AU", "KR", "US-TX", "US-NY"]
+
+
+def elsewhere(jurisdiction: str) -> list[str]:
+    """The places of ELSEWHERE a law of ``jurisdiction`` neither covers nor lies within (US law covers Texas)."""
+    return [c for c in ELSEWHERE if not applies(jurisdiction, c) and not applies(c, jurisdiction)]
 
 REGION_VARIANTS: dict[str, list[str]] = {
     # Noun phrases that read after "in" / "for": templates say "... for minors in {where}".
@@ -499,7 +512,16 @@ def _phrase(ob: Obligation) -> str:
 
 
 def reason_variants(ob: Obligation, seed: int) -> list[FeatureSpec]:
-    """One positive action of ``ob`` written with a legal reason, a business reason, no reason, and globally."""
+    """One positive action of ``ob`` written with a legal reason, a business reason, no reason (in the law's place,
+    and in a place the law does not reach), and globally.
+
+    The no-reason twin is labelled by the realistic set's rule "states or clearly implies a legal obligation":
+    the action is the law's own mechanism (a CyberTipline report, a chronological feed for California minors
+    without parental consent) in the place the law governs, so it needs the law even unstated. Labelled NEI
+    until 2026-12-04, it taught that such specs are undecidable: the demo answered "Not Enough Information" for
+    5 of the 18 example specs a compliance reader flags at once (F-103 Florida under-14/under-16 sign-ups, F-104
+    NCMEC reports, F-107, F-108, F-117). What stays NEI: the same action where no bundled law applies (the
+    elsewhere twin), without any place (the bare twin), and vague geofences (``negative_features``)."""
     rng = _rng(seed, "variants", ob.id)
     name, desc = rng.choice(_templates_for(ob))
     where = region_name(ob.jurisdiction)
@@ -508,19 +530,25 @@ def reason_variants(ob: Obligation, seed: int) -> list[FeatureSpec]:
     desc_r = _with_region(desc.format(where=where), ob.jurisdiction, variant)
     legal = legal_driver(rng, ob, variant)
     bare_name, bare_desc = strip_region(name), strip_region(desc)
+    other_code = rng.choice(elsewhere(ob.jurisdiction))
+    other = region_name(other_code)
     out = [
         (POSITIVE, name_r, _compose(rng, desc_r, legal), Label.NEEDS, ob.title, ob.jurisdiction),
         (BUSINESS_TWIN, name_r, _compose(rng, desc_r, business_reason(rng, variant)),
          Label.NOT_NEEDED, None, ob.jurisdiction),
         (NO_REASON_TWIN, name_r, _compose(rng, desc_r, rng.choice(TWIN_NO_REASON).format(where=variant)),
-         Label.NEI, None, ob.jurisdiction),
+         Label.NEEDS, ob.title, ob.jurisdiction),
+        (ELSEWHERE_TWIN, name.format(where=other),
+         _compose(rng, desc.format(where=other), rng.choice(TWIN_NO_REASON).format(where=other)),
+         Label.NEI, None, other_code),
         (UNIVERSAL_TWIN, bare_name, _compose(rng, bare_desc, rng.choice(TWIN_UNIVERSAL)), Label.NOT_NEEDED, None, None),
         # The action alone: no place, no reason. Whether a law drives it cannot be told -> NEI.
         (BARE_TWIN, bare_name, _compose(rng, bare_desc, None), Label.NEI, None, None),
     ]
     # Not every twin for every obligation: the three positives per obligation (two plain, this one with a stated
     # driver) would otherwise be outnumbered by the negatives built from them.
-    keep = {POSITIVE: 1.0, BUSINESS_TWIN: 0.6, NO_REASON_TWIN: 0.5, UNIVERSAL_TWIN: 0.3, BARE_TWIN: 0.3}
+    keep = {POSITIVE: 1.0, BUSINESS_TWIN: 0.6, NO_REASON_TWIN: 0.5, ELSEWHERE_TWIN: 0.5, UNIVERSAL_TWIN: 0.3,
+            BARE_TWIN: 0.3}
     return [FeatureSpec(feature=Feature(id=f"{kind}-{ob.id}", name=n, description=d, label=label, law=law),
                         kind=kind, group=ob.id, jurisdiction=jur, obligation_id=ob.id, topic=ob.topic)
             for kind, n, d, label, law, jur in out if rng.random() < keep[kind]]

@@ -32,6 +32,7 @@ from typing import Any, Protocol
 
 from data_prep.features import (
     BUSINESS_TWIN,
+    ELSEWHERE_TWIN,
     NO_REASON_TWIN,
     POSITIVE,
     REGION_VARIANTS,
@@ -40,6 +41,7 @@ from data_prep.features import (
     FeatureSpec,
     _law_short,
     _rng,
+    elsewhere,
     region_name,
     select_obligations,
 )
@@ -53,6 +55,7 @@ log = logging.getLogger(__name__)
 GENERATORS = ("templates", "bedrock", "openai")
 LEGAL_EXPLICIT, LEGAL_IMPLICIT, BUSINESS, NONE, UNIVERSAL = "legal_explicit", "legal_implicit", "business", "none", \
     "universal"
+ELSEWHERE = "elsewhere"  # no reason, in a place no bundled law covers (data_prep.features.ELSEWHERE)
 STYLES = {
     "one-liner": "a one-line ticket: the description is a single sentence of at most 30 words",
     "short": "a short spec of 2-3 sentences",
@@ -105,22 +108,25 @@ class Recipe:
     reason: str  # legal_explicit, legal_implicit, business, none, universal
     duty: str  # the obligation's text: what the feature implements
     style: str  # a key of STYLES
-    law: str | None = None  # the law title, legal kinds only
+    law: str | None = None  # the law title: legal kinds, and the no-reason twin in the law's place
     law_name: str | None = None  # how the spec names it (legal_explicit only)
     jargon: tuple[str, ...] = ()  # 3-5 glossary terms to use; empty: plain language
 
 
 _KIND_OF = {LEGAL_EXPLICIT: POSITIVE, LEGAL_IMPLICIT: POSITIVE, BUSINESS: BUSINESS_TWIN, NONE: NO_REASON_TWIN,
-            UNIVERSAL: UNIVERSAL_TWIN}
-_LABEL_OF = {POSITIVE: Label.NEEDS, BUSINESS_TWIN: Label.NOT_NEEDED, NO_REASON_TWIN: Label.NEI,
-             UNIVERSAL_TWIN: Label.NOT_NEEDED}
+            ELSEWHERE: ELSEWHERE_TWIN, UNIVERSAL: UNIVERSAL_TWIN}
+# The templates' rule (data_prep.features.reason_variants): the law's own mechanism in the law's place needs it
+# even with no reason stated; the same action where no bundled law applies, with no reason, cannot be judged.
+_LABEL_OF = {POSITIVE: Label.NEEDS, BUSINESS_TWIN: Label.NOT_NEEDED, NO_REASON_TWIN: Label.NEEDS,
+             ELSEWHERE_TWIN: Label.NEI, UNIVERSAL_TWIN: Label.NOT_NEEDED}
 
 
 def recipes(obligations: Iterable[Obligation], seed: int = 0, per_obligation: int = 2,
             jargon: dict[str, str] | None = None) -> list[Recipe]:
     """Per obligation and round: one legal positive (explicit or implicit law), one business twin, one no-reason
-    twin; plus one universal twin per obligation. With the default 2 rounds that is 2 Needs / 3 Not Needed /
-    2 NEI per obligation (build rebalances NEI to its --nei-share). Seeded: same inputs, same recipes."""
+    twin (in the law's place in even rounds: Needs; in a place no bundled law covers in odd rounds: NEI); plus one
+    universal twin per obligation. With the default 2 rounds that is 3 Needs / 3 Not Needed / 1 NEI per
+    obligation (build rebalances NEI to its --nei-share). Seeded: same inputs, same recipes."""
     glossary = jargon if jargon is not None else DEFAULT_JARGON
     terms = sorted(glossary)
     # A term defined in legal words ('CDS: compliance detection system', 'Redline: flag for legal review') would
@@ -134,20 +140,21 @@ def recipes(obligations: Iterable[Obligation], seed: int = 0, per_obligation: in
         other = LEGAL_IMPLICIT if first == LEGAL_EXPLICIT else LEGAL_EXPLICIT
         plan: list[tuple[int, str]] = []
         for i in range(per_obligation):
-            plan += [(i, first if i % 2 == 0 else other), (i, BUSINESS), (i, NONE)]
+            plan += [(i, first if i % 2 == 0 else other), (i, BUSINESS), (i, NONE if i % 2 == 0 else ELSEWHERE)]
         plan.append((0, UNIVERSAL))
         for i, reason in plan:
             kind = _KIND_OF[reason]
             legal = reason in (LEGAL_EXPLICIT, LEGAL_IMPLICIT)
+            place = rng.choice(elsewhere(ob.jurisdiction)) if reason == ELSEWHERE else ob.jurisdiction
             pool = terms if legal else plain_terms
             use_jargon = bool(pool) and rng.random() < 0.5
             out.append(Recipe(
                 id=f"{kind}-{i}-{ob.id}", obligation_id=ob.id, kind=kind, label=_LABEL_OF[kind],
-                jurisdiction=None if reason == UNIVERSAL else ob.jurisdiction,
+                jurisdiction=None if reason == UNIVERSAL else place,
                 where=rng.choice(["all markets", "every region", "all countries"]) if reason == UNIVERSAL
-                else rng.choice(variants),
+                else region_name(place) if reason == ELSEWHERE else rng.choice(variants),
                 topic=ob.topic, topic_phrase=TOPIC_PHRASES.get(ob.topic, ob.topic), reason=reason, duty=ob.text,
-                style=rng.choice(sorted(STYLES)), law=ob.title if legal else None,
+                style=rng.choice(sorted(STYLES)), law=ob.title if legal or reason == NONE else None,
                 law_name=rng.choice([ob.title, _law_short(ob.title)]) if reason == LEGAL_EXPLICIT else None,
                 jargon=tuple(rng.sample(pool, min(len(pool), rng.randint(3, 5)))) if use_jargon else (),
             ))
@@ -168,6 +175,9 @@ _REASON_TEXT = {
     BUSINESS: "State a business reason for limiting it to {where} (a market test, a staged rollout, capacity, a "
               "partner deal or a marketing campaign). Do NOT mention any law, regulation, legal team, compliance "
               "or requirement, not even to say none applies.",
+    ELSEWHERE: "Say only that it is limited to {where}; give NO reason at all for the regional scope (no 'because', "
+               "no law, no business reason, no experiment, nothing that says why). Do not mention any law, "
+               "regulation, legal team or compliance.",
     NONE: "Say only that it is limited to {where}; give NO reason at all for the regional scope (no 'because', "
           "no law, no business reason, no experiment, nothing that says why). Do not mention any law, "
           "regulation, legal team or compliance.",
@@ -257,7 +267,7 @@ def check_reason(text: str, recipe: Recipe) -> None:
             raise InvalidAnswer(f"the spec must not mention a law, but says {law.group(0).strip()!r}")
         if legal:
             raise InvalidAnswer(f"the spec must not mention a legal driver, but says {legal.group(0)!r}")
-    if recipe.reason == NONE and (m := REASON_WORDS.search(text)):
+    if recipe.reason in (NONE, ELSEWHERE) and (m := REASON_WORDS.search(text)):
         raise InvalidAnswer(f"the spec must give no reason for its regional scope, but says {m.group(0)!r}")
     # Whole words; 'UT' / 'CA' case-sensitively (else 'output' or 'ca.' would pass).
     flags = 0 if recipe.where.isupper() else re.IGNORECASE

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sft.core.contract import LABELS, Answer, Prediction, PromptInput, parse_output
-from sft.core.label_head import LabelHead, prompt_features
+from sft.core.label_head import LabelHead
 from sft.core.prompt import DEFAULT_REASON_TOKENS, citable_items
 from sft.inference.grounding import ground_reason
 
@@ -232,7 +232,7 @@ def label_scores(model: Any, tokenizer: Any, prompts: Sequence[str], batch_size:
     """Only the flag step of :func:`decode_constrained`: each label's log-likelihood per prompt (the label head's
     log-probabilities when there is one), no reason generated (what ``bench/decision_curve.py`` scores)."""
     if head is not None:
-        return head.log_probs(prompt_features(model, tokenizer, prompts, head.layer))
+        return head.log_probs(head.features(model, tokenizer, prompts))
     out: list[dict[str, float]] = []
     n = len(LABELS)
     for start in range(0, len(prompts), batch_size):
@@ -276,7 +276,7 @@ def decode_constrained(model: Any, tokenizer: Any, prompts: Sequence[str], input
     n = len(LABELS)
     lm_scores = None
     if head is not None:
-        by_head = head.log_probs(prompt_features(model, tokenizer, prompts, head.layer))
+        by_head = head.log_probs(head.features(model, tokenizer, prompts))
         lm_scores, scores = scores, [d[label.value] for d in by_head for label in LABELS]
     flags = [max(range(n), key=lambda j: scores[i * n + j]) for i in range(len(base))]
 

@@ -73,6 +73,10 @@ class TrainConfig:
                                 "model's hidden states separate the labels long before its LM head says them.")
     label_head_layer: float = _f(0.5, "Where the label head reads the hidden states, as a fraction of the model's "
                                       "depth (0.5: the middle layer; 1: the last).")
+    label_head_pooling: str = _f("prompt+spec", "How the label head pools that layer: 'prompt' (the mean over the "
+                                                "prompt) or 'prompt+spec' (that, and the mean up to the end of the "
+                                                "feature spec: the decision turns on the spec, the prompt is mostly "
+                                                "law text).")
     choose_reasons: bool = _f(True, "Save the training data's 'No' and NEI reasons (sft.core.reasons): decoding then "
                                     "picks the likeliest of them for such an answer instead of writing one.")
     fast_dropout: bool = _f(True, "On CPU, draw LoRA dropout masks from 16-bit random slices (same distribution "
@@ -125,6 +129,10 @@ class TrainConfig:
             raise UserError("learning_rate and epochs must be > 0")
         if not 0 <= self.lora_dropout < 1 or not 0 <= self.warmup_ratio < 1:
             raise UserError("lora_dropout and warmup_ratio must be in [0, 1)")
+        from sft.core.label_head import POOLINGS
+
+        if self.label_head_pooling not in POOLINGS:
+            raise UserError(f"label_head_pooling: one of {', '.join(POOLINGS)}, got {self.label_head_pooling!r}")
         if not 0 < self.label_head_layer <= 1:
             raise UserError(f"label_head_layer: a fraction of the model's depth in (0, 1], got {self.label_head_layer}")
         if not 1.0 <= self.label_loss_weight <= 100.0:

@@ -498,13 +498,15 @@ def fit_head(config: TrainConfig, prep: Prepared) -> Any:
     def features(split: Any) -> Any:
         prompts = [row["prompt"] for row in split.rows]
         step = max(1, len(prompts) // 4)
-        return prompt_features(model, prep.tokenizer, prompts, layer, progress=lambda i: (
-            log.info("label head: %s features %d/%d", split.name, i, len(prompts)) if i % step == 0 else None))
+        return prompt_features(model, prep.tokenizer, prompts, layer, pooling=config.label_head_pooling,
+                               progress=lambda i: (log.info("label head: %s features %d/%d", split.name, i,
+                                                            len(prompts)) if i % step == 0 else None))
 
     train_x = features(train)
     val_x = features(val) if val is not None and val.rows else None
     head = fit_label_head(layer, train_x, [ex.answer.compliance_flag.value for ex in train.examples],
-                          val_x, [ex.answer.compliance_flag.value for ex in val.examples] if val_x is not None else None)
+                          val_x, [ex.answer.compliance_flag.value for ex in val.examples] if val_x is not None else None,
+                          pooling=config.label_head_pooling)
     head.fitted["seconds"] = round(time.perf_counter() - t0, 1)
     model.train(was_training)
     log.info("label head at layer %d fitted on %d examples in %.0f s (L2 %g; validation macro-F1 %s)", layer,

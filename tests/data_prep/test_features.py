@@ -95,20 +95,39 @@ def test_bad_import_rows_are_reported_with_file_and_line(tmp_path: Path):
 
 
 def test_the_label_follows_the_stated_reason_not_the_vocabulary(obligations):
-    """Each obligation's action is written with a legal driver (Needs), a business reason (No), no reason or no
-    place at all (NEI), and shipped everywhere (No): same words, different labels."""
-    from data_prep.features import BARE_TWIN, BUSINESS_TWIN, NO_REASON_TWIN, UNIVERSAL_TWIN, reason_variants
+    """Each obligation's action is written with a legal driver (Needs), a business reason (No), no reason in the
+    law's own place (Needs: the law's mechanism where it governs clearly implies it), no reason where the law does
+    not reach or no place at all (NEI), and shipped everywhere (No): same words, different labels."""
+    from data_prep.features import (
+        BARE_TWIN,
+        BUSINESS_TWIN,
+        ELSEWHERE_TWIN,
+        NO_REASON_TWIN,
+        UNIVERSAL_TWIN,
+        reason_variants,
+    )
+    from sft.core.prompt import applies
 
-    specs = [s for ob in obligations[:60] for s in reason_variants(ob, seed=0)]
+    obs = {ob.id: ob for ob in obligations[:60]}
+    specs = [s for ob in obs.values() for s in reason_variants(ob, seed=0)]
     by_kind = {k: [s for s in specs if s.kind == k] for k in (POSITIVE, BUSINESS_TWIN, NO_REASON_TWIN,
-                                                              UNIVERSAL_TWIN, BARE_TWIN)}
+                                                              ELSEWHERE_TWIN, UNIVERSAL_TWIN, BARE_TWIN)}
     assert all(by_kind.values()), {k: len(v) for k, v in by_kind.items()}
-    want = {POSITIVE: Label.NEEDS, BUSINESS_TWIN: Label.NOT_NEEDED, NO_REASON_TWIN: Label.NEI,
-            UNIVERSAL_TWIN: Label.NOT_NEEDED, BARE_TWIN: Label.NEI}
+    want = {POSITIVE: Label.NEEDS, BUSINESS_TWIN: Label.NOT_NEEDED, NO_REASON_TWIN: Label.NEEDS,
+            ELSEWHERE_TWIN: Label.NEI, UNIVERSAL_TWIN: Label.NOT_NEEDED, BARE_TWIN: Label.NEI}
     for kind, items in by_kind.items():
         assert all(s.feature.label == want[kind] for s in items)
     for s in by_kind[BARE_TWIN] + by_kind[UNIVERSAL_TWIN]:
         assert mentioned_jurisdictions(f"{s.feature.name} {s.feature.description}") == [], s.feature
+    # The no-reason Needs twin names the law's own place; the elsewhere twin only places the law does not reach,
+    # as the prompt builder reads them (a Texas twin of a federal US duty would be Needs, so there is none).
+    for s in by_kind[NO_REASON_TWIN]:
+        places = mentioned_jurisdictions(f"{s.feature.name} {s.feature.description}")
+        assert places and all(applies(obs[s.obligation_id].jurisdiction, p) for p in places), s.feature
+    for s in by_kind[ELSEWHERE_TWIN]:
+        places = mentioned_jurisdictions(f"{s.feature.name} {s.feature.description}")
+        law_place = obs[s.obligation_id].jurisdiction
+        assert places and not any(applies(law_place, p) or applies(p, law_place) for p in places), s.feature
     # The twins share the positive's action: same obligation, same group (never split apart).
     groups = {s.group for s in by_kind[BUSINESS_TWIN]}
     assert groups <= {s.group for s in by_kind[POSITIVE]}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -106,10 +107,11 @@ def fake_kendra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     calls = []
 
     def answer(params, **_):
-        jur = None
+        # The place asked for is the shortest jurisdiction value in the filter ("US" OR "US-CA" ... for "US"; a
+        # place no law covers, such as "GB", alone).
         flt = json.dumps(params.get("AttributeFilter", {}))
-        if '"jurisdiction"' in flt:
-            jur = min((v for v in ("US-UT", "US-CA", "US") if f'"{v}"' in flt), key=len)
+        asked = re.findall(r'"Key": "jurisdiction", "Value": \{"StringValue": "([^"]+)"\}', flt)
+        jur = min(asked, key=len) if asked else None
         hits = local.search(params["QueryText"], k=params["PageSize"], jurisdiction=jur)
         items = [{
             "Id": c.id, "DocumentId": f"s3://laws/{c.law_id}.txt", "DocumentTitle": c.title, "Content": c.snippet,

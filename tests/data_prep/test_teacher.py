@@ -24,6 +24,7 @@ from data_prep import teacher
 from data_prep.cli import app
 from data_prep.features import (
     BUSINESS_TWIN,
+    ELSEWHERE_TWIN,
     NO_REASON_TWIN,
     POSITIVE,
     REGION_VARIANTS,
@@ -42,6 +43,7 @@ from data_prep.teacher import (
     write_with_teacher,
 )
 from sft.core.contract import Label
+from sft.core.prompt import applies
 from tests.conftest import REPO
 
 KEY = "sk-test-7f3a9c1e5b2d4f60"
@@ -55,8 +57,8 @@ OBLIGATIONS = [
                text="Providers of very large online platforms shall provide at least one option for each of their "
                     "recommender systems which is not based on profiling."),
 ]
-LABELS = {POSITIVE: Label.NEEDS, BUSINESS_TWIN: Label.NOT_NEEDED, NO_REASON_TWIN: Label.NEI,
-          UNIVERSAL_TWIN: Label.NOT_NEEDED}
+LABELS = {POSITIVE: Label.NEEDS, BUSINESS_TWIN: Label.NOT_NEEDED, NO_REASON_TWIN: Label.NEEDS,
+          ELSEWHERE_TWIN: Label.NEI, UNIVERSAL_TWIN: Label.NOT_NEEDED}
 
 
 def good_answer(user: str, **extra: str) -> str:
@@ -91,17 +93,22 @@ def test_recipes_are_seeded_and_carry_the_label_and_law():
     rs = recipes(OBLIGATIONS, seed=3, per_obligation=2)
     assert rs == recipes(OBLIGATIONS, seed=3, per_obligation=2)
     assert [r.id for r in rs] != [r.id for r in recipes(OBLIGATIONS, seed=3, per_obligation=1)]
-    assert len({r.id for r in rs}) == len(rs) == 14  # per obligation: 2 x (legal, business, none) + universal
+    # per obligation: 2 x (legal, business, no reason: in the law's place, then elsewhere) + universal
+    assert len({r.id for r in rs}) == len(rs) == 14
     for r in rs:
         assert r.label == LABELS[r.kind]
-        assert (r.law is not None) == (r.kind == POSITIVE)
+        assert (r.law is not None) == (r.kind in (POSITIVE, NO_REASON_TWIN))
         assert r.jargon == () or 3 <= len(r.jargon) <= 5
         if r.kind != POSITIVE:  # a jargon term defined in legal words would smuggle a legal driver in
             assert not {"CDS", "Redline", "LCP", "Glow"} & set(r.jargon)
     ut = [r for r in rs if r.obligation_id == "ut-1"]
     assert {r.reason for r in ut if r.kind == POSITIVE} == {"legal_explicit", "legal_implicit"}
     assert next(r for r in ut if r.kind == UNIVERSAL_TWIN).jurisdiction is None
-    assert all(r.where in REGION_VARIANTS["US-UT"] for r in ut if r.kind != UNIVERSAL_TWIN)
+    assert all(r.where in REGION_VARIANTS["US-UT"] for r in ut if r.kind not in (UNIVERSAL_TWIN, ELSEWHERE_TWIN))
+    # The elsewhere twin (NEI) ships where the law neither reaches nor lies: never Utah, never the US as a whole.
+    away = next(r for r in ut if r.kind == ELSEWHERE_TWIN)
+    assert not applies("US-UT", away.jurisdiction) and not applies(away.jurisdiction, "US-UT")
+    assert away.where in teacher.prompt(away) and "give NO reason" in teacher.prompt(away)
     explicit = next(r for r in rs if r.reason == "legal_explicit")
     assert explicit.law_name in teacher.prompt(explicit) and "Style:" in teacher.prompt(explicit)
     business = next(r for r in rs if r.reason == "business")
@@ -142,7 +149,7 @@ def test_answers_that_break_the_recipe_are_rejected_with_the_reason(reason, text
 
 
 def test_a_fenced_answer_following_the_recipe_is_accepted():
-    for reason in ("legal_explicit", "legal_implicit", "business", "none", "universal"):
+    for reason in ("legal_explicit", "legal_implicit", "business", "none", "elsewhere", "universal"):
         r = _recipe(reason)
         name, desc = parse_answer("```json\n" + good_answer(teacher.prompt(r)) + "\n```", r)
         assert name.startswith("Overnight lockout") and "Owner" in desc
@@ -436,7 +443,8 @@ def test_pipeline_with_a_teacher_builds_from_its_specs_and_resumes(server: Teach
     assert len(specs) == 21 and len(server.requests) == 21  # 3 obligations x 7 recipes, the first 5 from cache
     assert all(s.feature.id.startswith("teacher-") for s in specs)
     report = json.loads((out / "qc_report.json").read_text())
-    assert {POSITIVE, BUSINESS_TWIN, NO_REASON_TWIN, UNIVERSAL_TWIN} <= set(report["candidates_by_kind"])
+    assert {POSITIVE, BUSINESS_TWIN, NO_REASON_TWIN, ELSEWHERE_TWIN, UNIVERSAL_TWIN} <= set(
+        report["candidates_by_kind"])
     examples = [e for s in ("train", "validation") for e in read_examples(out / f"{s}.jsonl")]
     assert {e.answer.compliance_flag for e in examples} == {Label.NEEDS, Label.NOT_NEEDED, Label.NEI}
 

@@ -23,7 +23,7 @@ def tiny(tiny_model_dir):
 
 def forcing_head(model, label: Label) -> LabelHead:
     """A head on layer 1 whose bias alone decides: ``label`` with probability ~1, whatever the features."""
-    d = model.config.hidden_size
+    d = 2 * model.config.hidden_size  # the default pooling: prompt mean and spec mean side by side
     bias = torch.full((3,), -20.0)
     bias[LABELS.index(label)] = 20.0
     return LabelHead(1, torch.zeros(d), torch.ones(d), torch.zeros(3, d), bias)
@@ -32,7 +32,7 @@ def forcing_head(model, label: Label) -> LabelHead:
 def test_features_are_the_mean_hidden_state_of_the_chosen_layer(tiny):
     model, tok = tiny
     prompts = ["A feature for minors in Utah.", "Dark mode everywhere, a short one."]
-    feats = prompt_features(model, tok, prompts, 1)  # below the last layer: hidden_states[1] exactly
+    feats = prompt_features(model, tok, prompts, 1, pooling="prompt")  # below the last layer: hidden_states[1]
     assert feats.shape == (2, model.config.hidden_size)
     for i, p in enumerate(prompts):
         with torch.no_grad():
@@ -43,6 +43,63 @@ def test_features_are_the_mean_hidden_state_of_the_chosen_layer(tiny):
     with torch.no_grad():
         assert model(**tok(prompts[0], return_tensors="pt")).logits.shape[1] > 0
     assert layer_for(model, 0.5) == 1 and layer_for(model, 1.0) == 2 and layer_for(model, 0.01) == 1
+
+
+def test_spec_pooling_reads_the_spec_apart_from_the_law_text(tiny):
+    """The default features: the prompt's mean, then the mean up to the end of the feature spec. The spec half is
+    the same whatever law context follows (causal attention; the head decides on the spec's own words), the
+    prompt half is not."""
+    from sft.core.contract import Feature, LawContext, PromptInput, render_prompt
+    from sft.core.label_head import spec_end
+
+    model, tok = tiny
+    law = [LawContext(id=f"l{i}", law_id="eu_dsa", title="EU Digital Services Act", citation=f"DSA Art. {i}",
+                      jurisdiction="EU", snippet=text, score=1.0)
+           for i, text in ((28, "Protection of minors online."), (38, "A feed option not based on profiling."))]
+    spec = Feature(name="Teen feed", description='Text quoting "glossary": {x} stays inside the spec.')
+    inputs = [PromptInput.build(spec, [item], {"PF": "personalized feed"}) for item in law]
+    prompts = [render_prompt("Flag it.", pi.render()) for pi in inputs]
+    cut = spec_end(prompts[0])
+    assert prompts[0][:cut].rstrip().endswith('stays inside the spec."},') and prompts[0][:cut] == prompts[1][:cut]
+    assert spec_end("no json here") == len("no json here")
+
+    feats = prompt_features(model, tok, prompts, 1)
+    d = model.config.hidden_size
+    assert feats.shape == (2, 2 * d)
+    for i, p in enumerate(prompts):
+        enc = tok(p, return_tensors="pt", return_offsets_mapping=True)
+        n = sum(1 for start, _ in enc.pop("offset_mapping")[0].tolist() if start < cut)
+        assert 0 < n < enc["input_ids"].shape[1]
+        with torch.no_grad():
+            h = model(**enc, output_hidden_states=True).hidden_states[1][0]
+        assert torch.allclose(feats[i, :d], h.mean(0), atol=1e-5) and torch.allclose(feats[i, d:], h[:n].mean(0),
+                                                                                     atol=1e-5)
+    assert torch.allclose(feats[0, d:], feats[1, d:], atol=1e-5) and not torch.allclose(feats[0, :d], feats[1, :d],
+                                                                                        atol=1e-4)
+    with pytest.raises(ValueError, match="pooling 'max'"):
+        prompt_features(model, tok, prompts, 1, pooling="max")
+
+
+def test_a_head_keeps_its_pooling_and_older_heads_read_the_prompt_mean(tiny, tmp_path):
+    """Saved and loaded, a head pools as it was fitted; a head saved before pooling was recorded (no "pooling"
+    key) is a prompt-mean head, so a model trained then predicts as it did."""
+    import json
+
+    model, tok = tiny
+    d = model.config.hidden_size
+    spec_head = fit_label_head(1, torch.randn(6, 2 * d), [label.value for label in LABELS] * 2)
+    old = fit_label_head(1, torch.randn(6, d), [label.value for label in LABELS] * 2, pooling="prompt")
+    spec_head.save(tmp_path / "new")
+    old.save(tmp_path / "old")
+    meta = json.loads((tmp_path / "old" / "label_head.json").read_text())
+    del meta["pooling"]
+    (tmp_path / "old" / "label_head.json").write_text(json.dumps(meta))
+    prompts = ["A spec for Utah minors.", "Dark mode."]
+    for name, head in (("new", spec_head), ("old", old)):
+        back = LabelHead.load(tmp_path / name)
+        assert back is not None and back.pooling == head.pooling
+        assert back.features(model, tok, prompts).shape == (2, head.weight.shape[1])
+        assert back.log_probs(back.features(model, tok, prompts)) == head.log_probs(head.features(model, tok, prompts))
 
 
 def test_fit_learns_a_separable_rule_and_balances_a_skewed_split(tmp_path):

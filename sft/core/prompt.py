@@ -78,7 +78,30 @@ _PLACES: list[tuple[str, str, int]] = [
     (r"\b(?:India)\b", "IN", re.I),
     (r"\b(?:Japan|Japanese)\b", "JP", re.I),
     (r"\b(?:South Korea|Korea|Korean)\b", "KR", re.I),
+    # Other US states: federal law applies there, no bundled state law does (_OTHER_STATES below). Of their postal
+    # codes only these are read; ID, IN, OR, ME, OK, AR, CO, MS are everyday capitals too.
+    (r"(?<!West )\bVirginia\b", "US-VA", re.I),
+    (r"\bVA\b", "US-VA", 0), (r"\bNJ\b", "US-NJ", 0), (r"\bOH\b", "US-OH", 0), (r"\bAZ\b", "US-AZ", 0),
+    (r"\bNV\b", "US-NV", 0), (r"\bTN\b", "US-TN", 0),
+    # Other countries and regions no bundled law covers; names case-sensitive (a "turkey" sticker is not Turkey).
+    (r"\b(?:New Zealand|NZ)\b", "NZ", 0), (r"(?<!New )\b(?:Mexico|Mexican)\b", "MX", 0),
+    (r"\b(?:Indonesia|Indonesian)\b", "ID", 0), (r"\b(?:Vietnam|Viet Nam|Vietnamese)\b", "VN", 0),
+    (r"\b(?:Turkey|Türkiye|Turkish)\b", "TR", 0), (r"\b(?:Nigeria|Nigerian)\b", "NG", 0),
+    (r"\b(?:Egypt|Egyptian)\b", "EG", 0), (r"\b(?:Philippines|Filipino)\b", "PH", 0),
+    (r"\b(?:Thailand|Thai)\b", "TH", 0), (r"\b(?:Singapore)\b", "SG", 0), (r"\b(?:South Africa)\b", "ZA", 0),
+    (r"\b(?:Argentina|Colombia|Chile|Peru|LATAM|Latin America)\b", "LATAM", 0),
+    (r"\b(?:Saudi Arabia|UAE|United Arab Emirates|Israel|MENA|Middle East)\b", "MENA", 0),
+    (r"\b(?:Kenya|Ghana|Sub-Saharan Africa)\b", "AFRICA", 0),
+    (r"\b(?:Pakistan|Bangladesh|Malaysia|Taiwan|Hong Kong|APAC|Asia-Pacific)\b", "APAC", 0),
 ]
+# Georgia and Washington are not read: a country, a city.
+_OTHER_STATES = (
+    "Alabama AL|Alaska AK|Arizona AZ|Arkansas AR|Colorado CO|Connecticut CT|Delaware DE|Hawaii HI|Idaho ID|Illinois IL"
+    "|Indiana IN|Iowa IA|Kansas KS|Kentucky KY|Louisiana LA|Maine ME|Maryland MD|Massachusetts MA|Michigan MI"
+    "|Minnesota MN|Mississippi MS|Missouri MO|Montana MT|Nebraska NE|Nevada NV|New Hampshire NH|New Jersey NJ"
+    "|New Mexico NM|North Carolina NC|North Dakota ND|Ohio OH|Oklahoma OK|Oregon OR|Pennsylvania PA|Rhode Island RI"
+    "|South Carolina SC|South Dakota SD|Tennessee TN|Vermont VT|West Virginia WV|Wisconsin WI|Wyoming WY")
+_PLACES += [(rf"\b{name}\b", f"US-{code}", re.I) for name, code in (e.rsplit(" ", 1) for e in _OTHER_STATES.split("|"))]
 _PLACE_RES = [(re.compile(p, flags), code) for p, code, flags in _PLACES]
 
 

@@ -39,6 +39,14 @@ def test_places_are_read_from_the_spec():
     assert mentioned_jurisdictions("log in or sign up; it is on") == []  # 'in', 'or', 'it' are not states
     assert mentioned_jurisdictions("Florida and federal reporting") == ["US", "US-FL"]
     assert mentioned_jurisdictions("UK and Brazil first, then Canada") == ["BR", "CAN", "GB"]
+    # Other states and countries are read too, so no bundled law of another place is cited for them; everyday
+    # words and capitals that look like places are not.
+    assert mentioned_jurisdictions("Manual review for Virginia parent links") == ["US-VA"]
+    assert mentioned_jurisdictions("West Virginia and Ohio only") == ["US-OH", "US-WV"]
+    assert mentioned_jurisdictions("New Mexico, not Mexico") == ["MX", "US-NM"]
+    assert mentioned_jurisdictions("18+ ID check for the Creator Fund, NZ first") == ["NZ"]
+    assert mentioned_jurisdictions("turkey stickers; chile recipes; china plates; OR, ME, OK, ID") == []
+    assert mentioned_jurisdictions("Live Shopping off in Indonesia, then APAC") == ["APAC", "ID"]
 
 
 def test_only_law_of_the_places_a_spec_names_is_citable():
@@ -58,6 +66,8 @@ def test_only_law_of_the_places_a_spec_names_is_citable():
     assert citable("Launch in Brazil") == []  # a place no bundled law covers: no citation
     assert citable("UK age assurance", "Ofcom codes; also for EU users") == ["dsa Act"]
     assert citable("Tipping in Canada, not Quebec") == []
+    assert citable("Parent links in Virginia") == ["usc Act"]  # federal law, not California's or Florida's
+    assert citable("18+ ID check", "New Zealand first") == []
 
 
 class _Index:

@@ -37,8 +37,7 @@ from data_prep.features import (
     BUSINESS_TWIN,
     ELSEWHERE_TWIN,
     IMPORTED,
-    NO_REASON_TWIN,
-    POSITIVE,
+    LAW_DRIVEN,
     TOPIC_PHRASES,
     UNCOVERED,
     UNIVERSAL,
@@ -190,10 +189,10 @@ def _candidates_for(spec, obligations, topics_by_law, ctx, glossary, drops) -> l
     context = ctx.retrieve(spec, notes)
     if not context:
         drops["no law context retrieved"] += 1
-        if spec.kind in (POSITIVE, NO_REASON_TWIN):
+        if spec.kind in LAW_DRIVEN:
             ctx.positives += 1  # a miss all the same
         return []
-    if spec.kind in (POSITIVE, NO_REASON_TWIN):  # a stated legal driver, or the law's own mechanism in its place
+    if spec.kind in LAW_DRIVEN:
         ob = obligations.get(spec.obligation_id or "")
         if ob is None:
             drops["source obligation not found"] += 1

@@ -340,6 +340,9 @@ BUSINESS_REASONS = [
 
 BUSINESS_TWIN, NO_REASON_TWIN, UNIVERSAL_TWIN = "business_twin", "no_reason_twin", "universal_twin"
 BARE_TWIN, UNIVERSAL, ELSEWHERE_TWIN = "bare_twin", "universal", "elsewhere_twin"
+# The kinds a law drives (Needs, citing it when the context supports it): a stated legal driver, and the law's own
+# mechanism in its place with no reason (reason_variants).
+LAW_DRIVEN = (POSITIVE, NO_REASON_TWIN)
 
 # Places no bundled law covers, with their codes in sft.core.prompt's place list: the action a law requires in its
 # own place, geofenced to one of these with no reason, is Not Enough Information (the law in the prompt does not

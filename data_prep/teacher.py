@@ -175,15 +175,13 @@ _REASON_TEXT = {
     BUSINESS: "State a business reason for limiting it to {where} (a market test, a staged rollout, capacity, a "
               "partner deal or a marketing campaign). Do NOT mention any law, regulation, legal team, compliance "
               "or requirement, not even to say none applies.",
-    ELSEWHERE: "Say only that it is limited to {where}; give NO reason at all for the regional scope (no 'because', "
-               "no law, no business reason, no experiment, nothing that says why). Do not mention any law, "
-               "regulation, legal team or compliance.",
     NONE: "Say only that it is limited to {where}; give NO reason at all for the regional scope (no 'because', "
           "no law, no business reason, no experiment, nothing that says why). Do not mention any law, "
           "regulation, legal team or compliance.",
     UNIVERSAL: "It ships the same way to all users in {where} as a product improvement, with no region-specific "
                "behaviour. Do NOT mention any law, regulation, legal team, compliance or requirement.",
 }
+_REASON_TEXT[ELSEWHERE] = _REASON_TEXT[NONE]  # the same no-reason spec, in a place no bundled law covers
 
 
 def prompt(recipe: Recipe, jargon: dict[str, str] | None = None) -> str:

@@ -91,15 +91,19 @@ def spec_end(prompt: str) -> int:
     return min(found) if found else len(prompt)
 
 
-def _spec_tokens(tokenizer: Any, prompt: str, ids: list[int]) -> int:
-    """How many of ``prompt``'s tokens (``ids``) start before :func:`spec_end`: by the fast tokenizer's character
-    offsets, else by tokenising the text up to there."""
+def _tokenize(tokenizer: Any, prompt: str, pooling: str) -> tuple[list[int], int]:
+    """``prompt``'s token ids, and how many of them start before :func:`spec_end` (0 for ``pooling="prompt"``):
+    from one call's character offsets with a fast tokenizer, else by tokenising the text up to there."""
+    if pooling == "prompt":
+        return list(tokenizer(prompt)["input_ids"]), 0
     cut = spec_end(prompt)
     try:
-        offsets = tokenizer(prompt, return_offsets_mapping=True)["offset_mapping"]
+        enc = tokenizer(prompt, return_offsets_mapping=True)
+        offsets = enc["offset_mapping"]
     except (NotImplementedError, TypeError, ValueError, KeyError):
-        return max(1, min(len(ids), len(tokenizer(prompt[:cut])["input_ids"])))
-    return max(1, sum(1 for start, _ in offsets if start < cut))
+        ids = list(tokenizer(prompt)["input_ids"])
+        return ids, max(1, min(len(ids), len(tokenizer(prompt[:cut])["input_ids"])))
+    return list(enc["input_ids"]), max(1, sum(1 for start, _ in offsets if start < cut))
 
 
 def prompt_features(model: Any, tokenizer: Any, prompts: Sequence[str], layer: int,
@@ -130,9 +134,7 @@ def prompt_features(model: Any, tokenizer: Any, prompts: Sequence[str], layer: i
     try:
         with torch.inference_mode():
             for i, prompt in enumerate(prompts):
-                tokens = list(tokenizer(prompt)["input_ids"])
-                if pooling != "prompt":
-                    spec_n[0] = _spec_tokens(tokenizer, prompt, tokens)
+                tokens, spec_n[0] = _tokenize(tokenizer, prompt, pooling)
                 ids = torch.tensor([tokens], device=model.device)
                 try:
                     model(input_ids=ids, use_cache=False)

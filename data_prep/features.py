@@ -7,7 +7,8 @@ ShadowMode, T5, ...). Choices are seeded, so the same obligations and seed give 
 Kinds of generated feature (``FeatureSpec.kind``):
 
 * ``positive``: implements an obligation for its jurisdiction -> Needs Geo-Compliance, grounded in it;
-* ``uncovered``: the same feature, later paired with context of an unrelated law -> Not Enough Information;
+* ``uncovered``: a positive whose retrieved context holds no law that covers it -> Needs Geo-Compliance with no
+  citation (set by ``geoprep build``);
 * ``ambiguous``: a geo-targeted spec that does not say why -> Not Enough Information;
 * ``business``: geofenced for business reasons (market test, staged rollout, capacity) -> No Geo-Compliance
   Needed, whatever law the retriever brings back.
@@ -24,19 +25,14 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from data_prep.mine import Obligation
-from sft.core.contract import ContractError, Feature, Label, LawContext, iter_jsonl, read_records
+from sft.core.contract import ContractError, Feature, Label, iter_jsonl, read_records
 from sft.core.files import write_jsonl_atomic
 from sft.core.prompt import applies
+from sft.core.reasons import region_name
 from sft.core.tables import check_unique_ids, csv_dicts, open_text
 
 POSITIVE, UNCOVERED, AMBIGUOUS, BUSINESS, IMPORTED = "positive", "uncovered", "ambiguous", "business", "imported"
 
-REGION_NAMES = {
-    "EU": "the EU", "US": "the US", "US-CA": "California", "US-FL": "Florida", "US-UT": "Utah",
-    "US-TX": "Texas", "US-NY": "New York", "UK": "the UK",
-    # places no bundled law covers (sft.core.prompt's codes)
-    "GB": "the UK", "BR": "Brazil", "CAN": "Canada", "JP": "Japan", "IN": "India", "AU": "Australia", "KR": "South Korea",
-}
 
 # topic -> [(name, description)]; {where} is the region name. Several per topic for varied phrasing.
 TEMPLATES: dict[str, list[tuple[str, str]]] = {
@@ -302,7 +298,6 @@ BUSINESS_TEMPLATES = [
      "Extend in-app chat support hours for {where} where the new support team sits."),
 ]
 
-UNIVERSAL_REASON = "The feature ships the same way in every market and states no legal driver; no geo-specific logic."
 
 UNIVERSAL_TEMPLATES = [
     ("Dark mode for the video editor", "Add a dark theme to the in-app video editor; follows the system setting."),
@@ -323,12 +318,6 @@ UNIVERSAL_TEMPLATES = [
     ("Crash reporting for the Android app", "Switch the Android crash reporter to the new pipeline; no user-facing change."),
     ("DM read receipts toggle", "A setting to turn read receipts off in direct messages, for everyone."),
     ("Trending hashtags refresh rate", "Recompute trending hashtags every 10 minutes instead of hourly."),
-]
-
-BUSINESS_REASONS = [
-    "The geofence exists for a business experiment, not because a law requires region-specific behaviour.",
-    "Regional targeting here is a rollout or capacity decision; the feature touches no legal obligation.",
-    "Nothing in the feature creates a legal duty; the retrieved law is unrelated to its regional scope.",
 ]
 
 
@@ -549,8 +538,12 @@ def reason_variants(ob: Obligation, seed: int) -> list[FeatureSpec]:
         (BARE_TWIN, bare_name, _compose(rng, bare_desc, None), Label.NEI, None, None),
     ]
     # Not every twin for every obligation: the three positives per obligation (two plain, this one with a stated
-    # driver) would otherwise be outnumbered by the negatives built from them.
-    keep = {POSITIVE: 1.0, BUSINESS_TWIN: 0.6, NO_REASON_TWIN: 0.5, ELSEWHERE_TWIN: 0.5, UNIVERSAL_TWIN: 0.3,
+    # driver) would otherwise be outnumbered by the negatives built from them. The no-reason twin is kept always
+    # (0.5 until 2026-12-04): it is how product specs are written (no "to comply with ..."), the one kind that
+    # teaches a law's own mechanism without its name, and with half of them the demo still answered NEI for the
+    # EU's non-profiling feed option and profiling ads to minors (examples/features.csv F-107, F-108) whatever
+    # the head's L2 (docs/model-quality.md, session 10).
+    keep = {POSITIVE: 1.0, BUSINESS_TWIN: 0.6, NO_REASON_TWIN: 1.0, ELSEWHERE_TWIN: 0.5, UNIVERSAL_TWIN: 0.3,
             BARE_TWIN: 0.3}
     return [FeatureSpec(feature=Feature(id=f"{kind}-{ob.id}", name=n, description=d, label=label, law=law),
                         kind=kind, group=ob.id, jurisdiction=jur, obligation_id=ob.id, topic=ob.topic)
@@ -578,10 +571,6 @@ def _rng(seed: int, *parts: str) -> random.Random:
     return random.Random(int(digest[:16], 16))
 
 
-def region_name(jurisdiction: str) -> str:
-    return REGION_NAMES.get(jurisdiction, jurisdiction)
-
-
 def positive_features(ob: Obligation, seed: int, count: int = 2) -> list[FeatureSpec]:
     """``count`` differently worded features implementing ``ob`` (one group: they share a split)."""
     templates = _templates_for(ob)
@@ -598,13 +587,6 @@ def positive_features(ob: Obligation, seed: int, count: int = 2) -> list[Feature
         out.append(FeatureSpec(feature=feature, kind=POSITIVE, group=ob.id, jurisdiction=ob.jurisdiction,
                                obligation_id=ob.id, topic=ob.topic))
     return out
-
-
-def positive_reason(ob: Obligation, cited: LawContext | None = None) -> str:
-    """Names only the law and citation the answer gives (both in its prompt): a reason never invents law."""
-    title, citation = (cited.title, cited.citation) if cited is not None else (ob.title, ob.citation)
-    return (f"The feature implements {_phrase(ob)} for users in "
-            f"{region_name(ob.jurisdiction)}, which {title} requires in {citation}.")
 
 
 def negative_features(jurisdictions: Iterable[str], count: int, seed: int) -> list[FeatureSpec]:

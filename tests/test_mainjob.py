@@ -56,7 +56,7 @@ def test_local_run_main_job_produces_every_artefact(tmp_path):
     names = [json.loads(json.loads(line)["input"])["feature"]["name"] for line in (data / "train.jsonl").open()]
     assert sum(n in hand for n in names) > 150 and sum(n not in hand for n in names) > 300
     for name in ("adapter_model.safetensors", "adapter_config.json", "train_config.json", "metrics.json", "budget.json",
-                 "label_head.safetensors", "label_head.json", "reasons.json"):
+                 "label_head.safetensors", "label_head.json"):
         assert (model / name).is_file(), name
     assert (model / "index").is_dir()  # the law index ships with the model for serving
     if docker_answers():

@@ -30,6 +30,8 @@ from typing import Any, Protocol
 
 from sft.core.context import SEARCH_K, TOP_K, select_context
 from sft.core.contract import Feature, LawContext, PromptInput, render_prompt
+from sft.core.legal_terms import legal_terms
+from sft.core.named_law import MAX_NAMED, named_provisions, pin_named
 
 ANSWER_FRAME_TOKENS = 64  # {"compliance_flag": ..., "law": ..., "citation": ..., "reason": "..."} minus the reason
 DEFAULT_REASON_TOKENS = 48
@@ -140,16 +142,19 @@ class Retriever(Protocol):
 
 
 def retrieval_query(feature: Feature, glossary_notes: dict[str, str]) -> str:
-    """Feature text with internal jargon expanded, so retrieval sees 'age-sensitive...' not 'ASL'."""
+    """Feature text with internal jargon expanded, so retrieval sees 'age-sensitive...' not 'ASL', and the
+    statute words for its product words (:mod:`sft.core.legal_terms`: 'advertisements' for 'ads')."""
     notes = " ".join(f"{k}: {v}" for k, v in glossary_notes.items())
-    return f"{feature.name}. {feature.description} {notes}".strip()
+    terms = legal_terms(f"{feature.name} {feature.description}")
+    return f"{feature.name}. {feature.description} {notes} {terms}".strip()
 
 
 def law_context(retriever: Retriever | None, feature: Feature, glossary_notes: dict[str, str],
                 k: int = TOP_K, search_k: int = SEARCH_K) -> list[LawContext]:
     """The law a prompt shows for ``feature``: training data and every inference path call this.
 
-    When the spec names places, hits of laws that apply there come first (asking the retriever per place when
+    When the spec names a law or provision (:mod:`sft.core.named_law`), its items come first. When the spec
+    names places, hits of laws that apply there come first (asking the retriever per place when
     none of the best hits applies); with none at all, the best hits stand, so the model sees that the law it is
     given does not cover the place. Then :func:`sft.core.context.select_context`: one law, ``k`` snippets.
     """
@@ -157,6 +162,17 @@ def law_context(retriever: Retriever | None, feature: Feature, glossary_notes: d
         return []
     query = retrieval_query(feature, glossary_notes)
     hits = retriever.search(query, k=max(search_k, k))
+    named = named_provisions(f"{feature.name}. {feature.description}")[:MAX_NAMED]
+    if named:
+        # The named article's chunks join the hits even when the spec's other words rank another law first: a
+        # local index lists them (LocalRetriever.named_items); a managed one gets a search led by the mention
+        # ("GDPR Art. 35" + the spec), as does a law named without an article.
+        exact = getattr(retriever, "named_items", None)
+        for n in named:
+            found = exact(n) if exact is not None and n.number is not None else None
+            hits = [*hits, *(found if found is not None else retriever.search(f"{n.text} {query}",
+                                                                              k=max(search_k, k)))]
+        hits = pin_named(hits, named)
     places = mentioned_jurisdictions(f"{feature.name} {feature.description}")
     if places:
         applicable = [h for h in hits if any(applies(h.jurisdiction, p) for p in places)]

@@ -1,57 +1,87 @@
-"""Reasons for "No" and "Not Enough Information" answers: chosen among the training data's own, not written.
+"""An answer's reason: one rule, from the answer's own fields and what its spec says, for training and inference.
 
-A "No" or NEI answer's reason in training data is one of a few sentences ("The geofence exists for a business
-experiment, ...", "The spec limits the feature to a region without saying why, ..."); a small model writing it
-token by token after the main job's steps splices two of them into one that contradicts its own flag (the
-demo model, 2026-12-03: "No" with "The feature ships the same way in every market, so its legal relevance
-cannot be judged"). So training saves those sentences per label (``reasons.json``: the ones seen at least
-``MIN_COUNT`` times that name no law), and constrained decoding scores each of its flag's sentences as the
-continuation of the answer and keeps the likeliest (mean log-probability per token, so a long sentence is not
-penalised for its length). The reason is still the model's choice, read from the prompt; it is always a whole
-sentence training taught for that label. A "Needs" reason names its law and citation and stays generated
-(grounded by :mod:`sft.inference.grounding`). A label with no saved sentence is generated as before.
+Why a rule and not generated text (#13, measured on the demo model): written token by token after the main
+job's steps, a "Needs" reason came out garbled ("implements legal obligation DSA Art. 16(2) (EU Digital Services
+Act) and EU Digital Services Act (DSA Art. 16(2))", "a security measure for users in the region where the feature
+applies, which states its legal relevance"), and a "No"/NEI reason chosen by likelihood among the training
+sentences was the most frequent one whatever the spec said ("ships the same way in every market" for a market
+test in Canada; "a place none of the law context covers" for a Florida spec shown Florida law). The decision is
+the model's (the flag from the label head, the law item from the LM); the reason says what that decision rests
+on, and is always true of the prompt:
+
+- "Needs", cited: what the cited provision is about (the heading its text starts with, in the prompt), where it
+  applies, and the law and citation (:func:`needs_reason`);
+- "Needs", uncited: the spec states a legal driver the prompt's law does not cover (:data:`NEEDS_UNCITED`);
+- "No": a business/product reason for the scope when the spec names a place, else "ships the same way
+  everywhere";
+- NEI: no place and no reason; a place where none of the prompt's law applies; or a place with no reason.
+
+``geoprep build`` writes every training answer's reason with :func:`answer_reason` too, so the LM is trained on
+exactly the text inference gives.
 """
 
 from __future__ import annotations
 
-import json
-from collections import Counter
-from collections.abc import Iterable
-from pathlib import Path
+import re
+from typing import Any
 
-from sft.core.contract import Answer, Label
-from sft.core.files import write_json_atomic
-from sft.core.lawnames import LAW_MENTION
+from sft.core.contract import Label, PromptInput
+from sft.core.prompt import citable_items, mentioned_jurisdictions
 
-FILE = "reasons.json"
-MIN_COUNT = 3
-CHOSEN_LABELS = (Label.NOT_NEEDED, Label.NEI)
+# Jurisdiction code -> how a reason names the place.
+REGION_NAMES = {
+    "EU": "the EU", "US": "the US", "US-CA": "California", "US-FL": "Florida", "US-UT": "Utah",
+    "US-TX": "Texas", "US-NY": "New York", "UK": "the UK",
+    # places no bundled law covers (sft.core.prompt's codes)
+    "GB": "the UK", "BR": "Brazil", "CAN": "Canada", "JP": "Japan", "IN": "India", "AU": "Australia", "KR": "South Korea",
+}
+_HEADING = re.compile(r"^(?:Article|Section|Art\.|§)\s*[\w.\-]+\s+-\s+(.+?)(?:\s+--\s+.*)?:\s")
+_SUBHEADING = re.compile(r"^[^:]*:\s+\(\w{1,4}\)\s+([A-Z][^.—:]{2,60})\.—")  # U.S.C.: "(h) Preservation.—"
 
-
-def collect(answers: Iterable[Answer], min_count: int = MIN_COUNT) -> dict[str, list[str]]:
-    """Per "No"/NEI label, the reasons given at least ``min_count`` times that name no law, most frequent first.
-    (A reason naming a law, "The law context given (EU Digital Markets Act) does not cover ...", is specific to
-    its prompt: it stays generated, and grounded.)"""
-    counts: dict[str, Counter[str]] = {label.value: Counter() for label in CHOSEN_LABELS}
-    for a in answers:
-        if a.compliance_flag in CHOSEN_LABELS and a.reason and not LAW_MENTION.search(a.reason):
-            counts[a.compliance_flag.value][a.reason.strip()] += 1
-    return {label: [r for r, n in c.most_common() if n >= min_count] for label, c in counts.items()}
-
-
-def save(model_dir: str | Path, bank: dict[str, list[str]]) -> Path:
-    path = Path(model_dir) / FILE
-    write_json_atomic(path, bank)
-    return path
+# A "Needs" answer without a citation (its legal driver is one the prompt's law does not cover: a law outside the
+# corpus, or a retrieval miss).
+NEEDS_UNCITED = "The spec states a legal obligation for the region it targets; the law given does not cover it."
+NO_PLACED_REASON = "The spec gives a business or product reason for its regional scope; no legal obligation drives it."
+UNIVERSAL_REASON = "The feature ships the same way in every market and states no legal driver; no geo-specific logic."
+NEI_REGION_REASON = ("The spec limits the feature to a region without saying why, so its legal relevance cannot be "
+                     "judged.")
+NEI_BARE_REASON = "The spec says neither where nor why the feature applies, so whether a law drives it cannot be judged."
+NEI_ELSEWHERE_REASON = ("The spec limits the feature to a place none of the law context covers and says not why, so "
+                        "whether a law drives it cannot be judged.")
 
 
-def load(model_dir: str | Path) -> dict[str, list[str]] | None:
-    """The bank saved in ``model_dir`` (or its parent: a ``merged/`` dir), or None."""
-    for d in (Path(model_dir), Path(model_dir).parent):
-        if (d / FILE).is_file():
-            data = json.loads((d / FILE).read_text())
-            if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
-                raise ValueError(f"{d / FILE}: expected {{label: [reasons]}}")
-            known = {label.value for label in CHOSEN_LABELS}
-            return {k: [str(r) for r in v] for k, v in data.items() if k in known}
-    return None
+def region_name(jurisdiction: str) -> str:
+    return REGION_NAMES.get(jurisdiction, jurisdiction)
+
+
+def provision_topic(text: str) -> str:
+    """What a provision is about, from the (sub)heading its text starts with: "Article 28 - Online protection of
+    minors: ..." -> "online protection of minors", "Section 2258A - ...: (h) Preservation.— ..." -> "preservation";
+    "a legal requirement" when there is none (California's code sections)."""
+    m = _SUBHEADING.match(text) or _HEADING.match(text)
+    return m.group(1).strip().rstrip(".").lower() if m else "a legal requirement"
+
+
+def needs_reason(law: str, citation: str, text: str, jurisdiction: str) -> str:
+    """The reason of a cited "Needs" answer: the provision's topic (from ``text``, its law item's text), where it
+    applies (``jurisdiction``), and the law and citation the answer gives."""
+    return (f"The feature implements {provision_topic(text)} for users in {region_name(jurisdiction)}, which {law} "
+            f"requires in {citation}.")
+
+
+def answer_reason(flag: Label, prompt_input: PromptInput, law: str | None = None,
+                  citation: str | None = None) -> str:
+    """The reason of an answer with ``flag`` (and, for "Needs", ``law``/``citation``) to ``prompt_input``."""
+    feature = prompt_input.feature
+    placed = bool(mentioned_jurisdictions(f"{feature.get('name', '')} {feature.get('description', '')}"))
+    if flag == Label.NEEDS:
+        if citation is None:
+            return NEEDS_UNCITED
+        item: dict[str, Any] = next((c for c in prompt_input.law_context
+                                     if c.get("law") == law and c.get("citation") == citation), {})
+        return needs_reason(law or "", citation, str(item.get("text", "")), str(item.get("jurisdiction", "")))
+    if flag == Label.NOT_NEEDED:
+        return NO_PLACED_REASON if placed else UNIVERSAL_REASON
+    if not placed:
+        return NEI_BARE_REASON
+    return NEI_REGION_REASON if citable_items(prompt_input) else NEI_ELSEWHERE_REASON

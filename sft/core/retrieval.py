@@ -28,6 +28,7 @@ from sft.core.chunks import read_chunks, write_chunks
 from sft.core.contract import LawContext
 from sft.core.errors import UserError
 from sft.core.files import write_json_atomic
+from sft.core.named_law import Named, match_level
 
 log = logging.getLogger(__name__)
 KENDRA_MAX_QUERY_WORDS = 30  # Retrieve API: QueryText "can contain at most 30 token words"
@@ -219,6 +220,11 @@ class LocalRetriever:
     def cache_key(self) -> str:
         digest = hashlib.sha256((self.index_dir / "chunks.jsonl").read_bytes()).hexdigest()[:16]
         return digest if self.mode == "bm25" else f"{digest}:{self.mode}"
+
+    def named_items(self, named: Named) -> list[LawContext]:
+        """Every chunk of the article or section ``named`` points at, in index order. An index holds them all,
+        and BM25 cannot find "GDPR Art. 5" by its number: the tokenizer drops one-character tokens."""
+        return [c for c in self.chunks if match_level(named, c) >= 2]
 
     def search(self, query: str, k: int = 5, jurisdiction: str | None = None) -> list[LawContext]:
         if not query.strip():
@@ -487,6 +493,11 @@ class CachedRetriever:
         self._db.execute("INSERT OR REPLACE INTO results VALUES (?, ?)", (key, value))
         self._db.commit()
         return result
+
+    def named_items(self, named: Named) -> list[LawContext] | None:
+        """The inner retriever's :meth:`LocalRetriever.named_items` (no backend call), or None without one."""
+        inner = getattr(self.inner, "named_items", None)
+        return inner(named) if inner is not None else None
 
     def close(self) -> None:
         self._db.close()

@@ -6,14 +6,17 @@ Constrained decoding builds the answer field by field in the exact serialisation
 1. the flag: the three canonical label continuations after ``{"compliance_flag": "`` are scored by
    log-likelihood and the best wins (the model cannot invent a fourth label); a model trained with a label
    head (:mod:`sft.core.label_head`) takes the flag from the head instead, and the steps below follow it;
-2. law + citation: every ``(law, citation)`` pair of the prompt's own law context that applies where the spec
-   says the feature ships, plus ``null``, is scored as a continuation; the answer therefore cites only text
-   present in the prompt, or nothing, and never a law of another place;
-3. the reason: for a "No" or NEI flag, the likeliest of the sentences training gave that label
-   (:mod:`sft.core.reasons`, saved with the model); otherwise generated greedily after ``"reason": "`` and cut at
-   the first unescaped quote; the text is
-   then JSON-escaped by the serialiser, so quotes or backslashes the model emits cannot break the JSON; a
-   sentence naming law that is not in the prompt is removed (:mod:`sft.inference.grounding`).
+2. law + citation (:func:`_law_options`): a "Needs" answer picks among the prompt's own law items that apply
+   where the spec says the feature ships (those of the law the spec names, when it names one), by
+   log-likelihood; ``null`` only when none is left; "No" and NEI cite nothing. The answer therefore cites only
+   text present in the prompt, and never a law of another place;
+3. the reason (:func:`sft.core.reasons.answer_reason`): one rule from the answer and its prompt, as training
+   data writes it: a cited "Needs" names what the cited provision is about (its heading), where, the law and the
+   citation; the others say what the spec gave (a business reason for its place, none, a place no law given
+   covers). A free-text prompt (a seed file's) has no fields to fill: its reason is generated greedily after
+   ``"reason": "`` and cut at the first unescaped quote, JSON-escaped by the serialiser (quotes or backslashes
+   the model emits cannot break the JSON), and a sentence of it naming law that is not in the prompt is removed
+   (:mod:`sft.inference.grounding`).
 
 Why not a structured-generation library (outlines, lm-format-enforcer)? A grammar only guarantees syntax:
 the law/citation must additionally come from *this* prompt's context, which is a per-request choice set, and
@@ -33,9 +36,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sft.core.contract import LABELS, Answer, Prediction, PromptInput, parse_output
+from sft.core.contract import LABELS, Answer, Label, Prediction, PromptInput, parse_output
 from sft.core.label_head import LabelHead
+from sft.core.named_law import citation_level, named_provisions
 from sft.core.prompt import DEFAULT_REASON_TOKENS, citable_items
+from sft.core.reasons import answer_reason
 from sft.inference.grounding import ground_reason
 
 FLAG_PREFIX = '{"compliance_flag": "'
@@ -199,15 +204,34 @@ def generate(model: Any, tokenizer: Any, contexts: Sequence[list[int]], max_new_
     return out
 
 
-def _law_options(prompt_input: PromptInput | None) -> list[tuple[str | None, str | None]]:
-    """(law, citation) pairs of the prompt's context that apply where the spec says it ships (deduplicated, in
-    order; :func:`sft.core.prompt.citable_items`), then (None, None)."""
+def _law_options(prompt_input: PromptInput | None, flag: Label) -> list[tuple[str | None, str | None]]:
+    """The (law, citation) pairs an answer with ``flag`` may give, deduplicated, in context order.
+
+    - "No" and NEI: only (None, None): training never pairs them with a citation (a "No" citing the DSA, as the
+      demo model answered once when offered the context, contradicts its own flag).
+    - "Needs": the prompt's items that apply where the spec ships (:func:`sft.core.prompt.citable_items`); of
+      those, the ones of a law the spec names itself when it names one (:mod:`sft.core.named_law`). (None, None)
+      only when no item is left: the spec's law is not in the prompt (it names one the prompt lacks, COPPA with
+      SB 976 shown) or none applies where it ships. Why not offer null beside the items: training teaches a
+      legal driver whose retrieved law does not cover it as an uncited "Needs" (``geoprep build``), and the
+      demo model then preferred null for 11 of 51 realistic positives whose context held their law (session 10).
+      Retrieval puts the right law first for 50 of those 51, so the prompt's law is the better answer; the
+      exceptions a 135M model can tell are the explicit ones.
+    """
+    if flag != Label.NEEDS or prompt_input is None:
+        return [(None, None)]
+    items = citable_items(prompt_input)
+    feature = prompt_input.feature
+    named = named_provisions(f"{feature.get('name', '')}. {feature.get('description', '')}")
+    if named:
+        items = [item for item in items
+                 if any(citation_level(n, str(item.get("law", "")), str(item.get("citation", ""))) for n in named)]
     options: list[tuple[str | None, str | None]] = []
-    for item in citable_items(prompt_input) if prompt_input else []:
+    for item in items:
         pair = (item.get("law") or None, item.get("citation") or None)
         if pair != (None, None) and pair not in options:
             options.append(pair)
-    return [*options, (None, None)]
+    return options or [(None, None)]
 
 
 def _law_text(law: str | None, citation: str | None) -> str:
@@ -241,35 +265,10 @@ def label_scores(model: Any, tokenizer: Any, prompts: Sequence[str], batch_size:
     return out
 
 
-def _choose_reasons(model: Any, tokenizer: Any, prefix: _Prefix, answer_so_far: Sequence[list[int]],
-                    candidates: Sequence[Sequence[str]], batch_size: int) -> dict[int, str]:
-    """Row i -> the candidate reason with the highest mean log-probability per token after ``answer_so_far[i]``
-    (the flag and law segments; the prefix holds the prompt). Rows without candidates are left out."""
-    rows, seqs, skip, owners = [], [], [], []
-    for i, (so_far, cands) in enumerate(zip(answer_so_far, candidates, strict=True)):
-        for reason in cands:
-            # The reason's JSON string body, its closing quote and the answer's closing brace: as trained.
-            tail = _encode(tokenizer, json.dumps(reason, ensure_ascii=False)[1:] + "}")
-            rows.append(i)
-            seqs.append(list(so_far) + tail)
-            skip.append(len(so_far))
-            owners.append((i, reason, len(tail)))
-    if not rows:
-        return {}
-    best: dict[int, tuple[float, str]] = {}
-    for (i, reason, n), total in zip(owners, score_from_prefix(model, prefix, rows, seqs, skip, batch_size),
-                                     strict=True):
-        if i not in best or total / n > best[i][0]:
-            best[i] = (total / n, reason)
-    return {i: reason for i, (_, reason) in best.items()}
-
-
 def decode_constrained(model: Any, tokenizer: Any, prompts: Sequence[str], inputs: Sequence[PromptInput | None],
-                       config: DecodeConfig | None = None, head: LabelHead | None = None,
-                       reasons: dict[str, list[str]] | None = None) -> list[Prediction]:
+                       config: DecodeConfig | None = None, head: LabelHead | None = None) -> list[Prediction]:
     """Always-valid answers (see the module doc). ``inputs[i]`` is the parsed input of ``prompts[i]``. With a
-    label ``head`` (saved by training beside the adapter) the flag is the head's; the rest is decoded after it.
-    ``reasons``: per label, the sentences a reason is chosen from (training's ``reasons.json``)."""
+    label ``head`` (saved by training beside the adapter) the flag is the head's; the rest is decoded after it."""
     cfg = config or DecodeConfig()
     # 1. the flag
     base, prefix, label_ids, scores = _label_step(model, tokenizer, prompts, cfg.batch_size)
@@ -280,8 +279,8 @@ def decode_constrained(model: Any, tokenizer: Any, prompts: Sequence[str], input
         lm_scores, scores = scores, [d[label.value] for d in by_head for label in LABELS]
     flags = [max(range(n), key=lambda j: scores[i * n + j]) for i in range(len(base))]
 
-    # 2. law + citation among the prompt's own context, or null (scored after the chosen label)
-    options = [_law_options(pi) for pi in inputs]
+    # 2. law + citation among the prompt's own context, or null (scored after the chosen label; _law_options)
+    options = [_law_options(pi, LABELS[f]) for pi, f in zip(inputs, flags, strict=True)]
     conts = [[_encode(tokenizer, _law_text(*o) + REASON_PREFIX) for o in opts] for opts in options]
     rows, seqs, skip = [], [], []
     for i, row in enumerate(conts):
@@ -296,26 +295,24 @@ def decode_constrained(model: Any, tokenizer: Any, prompts: Sequence[str], input
         picks.append(max(range(len(row)), key=row_scores.__getitem__))
     after_flag = [b + label_ids[f] for b, f in zip(base, flags, strict=True)]
 
-    # 3. the reason: for a flag with saved sentences (sft.core.reasons) the likeliest of them, else generated and
-    # cut at the closing quote
-    chosen = _choose_reasons(model, tokenizer, prefix, [label_ids[f] + row[k] for f, row, k in
-                                                        zip(flags, conts, picks, strict=True)],
-                             [(reasons or {}).get(LABELS[f].value, []) for f in flags], cfg.batch_size)
+    # 3. the reason: by sft.core.reasons.answer_reason from the answer and its prompt, as training data writes it;
+    # generated (and cut at the closing quote) only for a free-text prompt (a seed file's), which has no fields
     del prefix
-    todo = [i for i in range(len(base)) if i not in chosen]
+    todo = [i for i in range(len(base)) if inputs[i] is None]
     contexts = [after_flag[i] + conts[i][picks[i]] for i in todo]
     generated = dict(zip(todo, generate(model, tokenizer, contexts, cfg.max_reason_tokens, stop_at_quote=True,
                                         batch_size=cfg.batch_size) if todo else [], strict=True))
 
     preds = []
     for i in range(len(base)):
-        if i in chosen:
-            reason = chosen[i]
+        law, citation = options[i][picks[i]]
+        pi = inputs[i]
+        if pi is not None:
+            reason = answer_reason(LABELS[flags[i]], pi, law, citation)
         else:
             text = generated[i]
             cut = _close_quote(text)
             reason = _unescape(text[:cut] if cut >= 0 else text).strip()
-        law, citation = options[i][picks[i]]
         answer = Answer(compliance_flag=LABELS[flags[i]], law=law, citation=citation, reason=reason)
         # A reason names only law its prompt holds (sft.inference.grounding): enforced here, for any weights.
         answer.reason = ground_reason(answer.reason, answer, inputs[i])

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 
 from sft.core.contract import Answer, Label, PromptInput
 from sft.core.lawnames import LAW_MENTION, LAW_NOUN
+from sft.core.reasons import NEEDS_UNCITED
 
 
 def _norm(text: str) -> str:
@@ -48,7 +49,7 @@ def frame_reason(answer: Answer) -> str:
     if answer.compliance_flag == Label.NEEDS:
         if answer.law and answer.citation:
             return f"The feature's stated scope falls under {answer.law}, {answer.citation}."
-        return "The spec states a legal obligation for the region it targets; the law given does not cover it."
+        return NEEDS_UNCITED
     if answer.compliance_flag == Label.NOT_NEEDED:
         return "The spec gives a business reason for its regional scope, or none; no legal obligation applies."
     return "The spec does not say why the feature is limited to its region, so its legal relevance cannot be judged."

@@ -17,7 +17,6 @@ from typing import Any, NamedTuple
 from sft.core.contract import DEFAULT_INSTRUCTION, Feature, LawContext, Prediction, PromptInput
 from sft.core.label_head import LabelHead
 from sft.core.prompt import DEFAULT_REASON_TOKENS, build_prompt, prompt_budget
-from sft.core.reasons import load as load_reasons
 from sft.inference.calibration import Calibration
 from sft.inference.decoding import DecodeConfig, decode_constrained, decode_free
 
@@ -75,8 +74,6 @@ class Predictor:
     """The answer reserve the model was trained with (train_config.json): the budget rule's other half."""
     calibration: Calibration = field(default_factory=Calibration)
     """Temperature and review threshold fitted on validation (calibration.json); defaults without one."""
-    reasons: dict[str, list[str]] | None = None
-    """Per "No"/NEI label, the sentences its reason is chosen from (reasons.json); None: generated."""
     label_head: LabelHead | None = None
     """The flag head saved by training (label_head.safetensors); None: the LM's own flag step decides."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -102,7 +99,6 @@ class Predictor:
             max_reason_tokens=reason_tokens,
             calibration=(Calibration.load(spec) if Path(str(spec)).is_dir() else None) or Calibration(),
             label_head=LabelHead.load(spec) if Path(str(spec)).is_dir() else None,
-            reasons=load_reasons(spec) if Path(str(spec)).is_dir() else None,
         )
 
     @property
@@ -131,7 +127,7 @@ class Predictor:
         with self._lock, torch.inference_mode():  # one request at a time; batches bound the KV-cache memory
             for i in range(0, len(prompts), size):
                 batch = (self.model, self.tokenizer, prompts[i : i + size], inputs[i : i + size], self.config)
-                out += (decode_constrained(*batch, head=self.label_head, reasons=self.reasons) if constrained
+                out += (decode_constrained(*batch, head=self.label_head) if constrained
                         else decode_free(*batch))
         for pred in out:
             self.calibration.apply(pred)

@@ -77,8 +77,6 @@ class TrainConfig:
                                                 "prompt) or 'prompt+spec' (that, and the mean up to the end of the "
                                                 "feature spec: the decision turns on the spec, the prompt is mostly "
                                                 "law text).")
-    choose_reasons: bool = _f(True, "Save the training data's 'No' and NEI reasons (sft.core.reasons): decoding then "
-                                    "picks the likeliest of them for such an answer instead of writing one.")
     fast_dropout: bool = _f(True, "On CPU, draw LoRA dropout masks from 16-bit random slices (same distribution "
                                   "up to p in steps of 1/65536; ~12% faster steps than torch's per-element draws).")
     padding_free: bool | None = _f(None, "Compute no pad tokens. Default: on a CPU, one example per forward pass "

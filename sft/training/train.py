@@ -8,7 +8,6 @@ Output directory (eval/predict/serve and the image rely on it):
     metrics.json        losses, generated-answer metrics per evaluation, best checkpoint, throughput
     budget.json         per split: fit / trimmed / dropped counts and drop reasons
     label_head.*        the flag head fitted on the trained model's hidden states (sft.core.label_head)
-    reasons.json        the training data's "No"/NEI reasons, which decoding chooses from (sft.core.reasons)
     merged/             with --merge: full weights + tokenizer
     index/              with --index: the retrieval index used by serving
 """
@@ -516,8 +515,6 @@ def fit_head(config: TrainConfig, prep: Prepared) -> Any:
 
 
 def save_outputs(config: TrainConfig, prep: Prepared, metrics: dict[str, Any], head: Any = None) -> Path:
-    from sft.core import reasons
-
     out = Path(config.output)
     out.mkdir(parents=True, exist_ok=True)
     model = prep.trainer.model
@@ -536,12 +533,11 @@ def save_outputs(config: TrainConfig, prep: Prepared, metrics: dict[str, Any], h
     write_json_atomic(out / "train_config.json", {**config.to_dict(), "instruction": prep.instruction})
     write_json_atomic(out / "budget.json", prep.budget)
     write_json_atomic(out / "metrics.json", metrics)
-    for stale in ("label_head.safetensors", "label_head.json", reasons.FILE):  # an earlier run's, same dir
+    # An earlier run's, same dir (reasons.json: models before 2026-12-04 saved "No"/NEI sentences to choose from).
+    for stale in ("label_head.safetensors", "label_head.json", "reasons.json"):
         (out / stale).unlink(missing_ok=True)
     if head is not None:
         head.save(out)
-    if config.choose_reasons and prep.head_data is not None:
-        reasons.save(out, reasons.collect(ex.answer for ex in prep.head_data[0].examples))
     if config.index:
         if not Path(config.index).is_dir():
             raise UserError(f"index: {config.index} is not a directory")

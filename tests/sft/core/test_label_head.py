@@ -161,55 +161,39 @@ def test_decoding_takes_the_flag_from_the_head_for_any_weights(tiny, forced):
     assert [max(s, key=s.get) for s in label_scores(model, tok, prompts, head=head)] == [forced.value] * 2
 
 
-@pytest.mark.parametrize("forced", [Label.NOT_NEEDED, Label.NEI, Label.NEEDS])
-def test_no_and_nei_reasons_are_chosen_from_the_saved_sentences(tiny, forced):
-    """For any weights: a "No"/NEI answer's reason is one of its label's saved sentences, whole; a "Needs" reason
-    (which names its law) is still generated; a label without sentences is generated too."""
-    from sft.core.contract import Feature, PromptInput, render_prompt
+@pytest.mark.parametrize("forced", [Label.NOT_NEEDED, Label.NEI])
+def test_no_and_nei_reasons_say_what_the_spec_gave_for_any_weights(tiny, forced):
+    """For any weights: a "No" reason says business reason for a placed spec, "ships the same everywhere" for one
+    naming no place; an NEI reason says no reason (a place whose law is shown), a place no law shown covers, or
+    neither place nor reason. The same sentences training data carries (geoprep build writes them alike)."""
+    from sft.core import reasons
+    from sft.core.contract import Feature, LawContext, PromptInput, render_prompt
     from sft.inference.decoding import DecodeConfig, decode_constrained
 
     model, tok = tiny
-    head = forcing_head(model, forced)
-    bank = {Label.NOT_NEEDED.value: ["A market test, not a legal duty.", "Ships the same \"everywhere\"."],
-            Label.NEI.value: ["The spec does not say why."]}
-    inputs = [PromptInput.build(Feature(name=n, description="Launch in Canada first."), [], None)
-              for n in ("Tipping", "Stickers", "Filters")]
+    fl = LawContext(id="fl", law_id="us_fl_hb3", title="Florida HB 3", citation="Fla. Stat. § 501.1736(2)",
+                    jurisdiction="US-FL", snippet="Section 501.1736 - Social media use for minors: (2) ...")
+    specs = {"Florida": "Launch in Florida first.", "Canada": "Launch in Canada first.", "Nowhere": "Launch it."}
+    inputs = [PromptInput.build(Feature(name=n, description=d), [fl], None) for n, d in specs.items()]
     prompts = [render_prompt("Flag it.", pi.render()) for pi in inputs]
-    preds = decode_constrained(model, tok, prompts, inputs, DecodeConfig(max_reason_tokens=6), head=head,
-                               reasons=bank)
-    assert all(p.valid for p in preds)
-    for p in preds:
-        if forced == Label.NEEDS:
-            assert p.answer.reason not in sum(bank.values(), [])
-        else:
-            assert p.answer.reason in bank[forced.value]
-    # NEI without saved sentences: generated, as before.
-    preds = decode_constrained(model, tok, prompts[:1], inputs[:1], DecodeConfig(max_reason_tokens=6), head=head,
-                               reasons={Label.NOT_NEEDED.value: ["x y z."]})
-    assert preds[0].valid and (forced != Label.NEI or preds[0].answer.reason != "x y z.")
+    preds = decode_constrained(model, tok, prompts, inputs, DecodeConfig(max_reason_tokens=6),
+                               head=forcing_head(model, forced))
+    assert all(p.valid and p.answer.compliance_flag == forced for p in preds)
+    got = [p.answer.reason for p in preds]
+    if forced == Label.NOT_NEEDED:
+        assert got == [reasons.NO_PLACED_REASON, reasons.NO_PLACED_REASON, reasons.UNIVERSAL_REASON]
+    else:
+        assert got == [reasons.NEI_REGION_REASON, reasons.NEI_ELSEWHERE_REASON, reasons.NEI_BARE_REASON]
 
 
-def test_the_reason_bank_keeps_frequent_law_free_no_and_nei_sentences(tmp_path):
-    import json
+def test_a_free_text_prompt_gets_a_generated_grounded_reason(tiny):
+    """A seed file's free-text input has no fields for the rule: its reason is generated (and grounded)."""
+    from sft.inference.decoding import DecodeConfig, decode_constrained
 
-    from sft.core import reasons
-    from sft.core.contract import Answer
-
-    def a(label, reason, n):
-        return [Answer(compliance_flag=label, reason=reason)] * n
-
-    answers = (a(Label.NOT_NEEDED, "A market test.", 5) + a(Label.NOT_NEEDED, "Ships everywhere.", 3)
-               + a(Label.NOT_NEEDED, "Rare one.", 2) + a(Label.NEI, "No reason given.", 4)
-               + a(Label.NEI, "The law context given (EU Digital Markets Act) does not cover it.", 9)
-               + a(Label.NEEDS, "Required by GDPR Art. 25.", 9))
-    bank = reasons.collect(answers)
-    assert bank == {Label.NOT_NEEDED.value: ["A market test.", "Ships everywhere."],
-                    Label.NEI.value: ["No reason given."]}
-    reasons.save(tmp_path, bank)
-    assert reasons.load(tmp_path / "merged") == bank and reasons.load(tmp_path / "x" / "y") is None
-    (tmp_path / reasons.FILE).write_text(json.dumps(["not", "a", "dict"]))
-    with pytest.raises(ValueError, match="reasons.json: expected"):
-        reasons.load(tmp_path)
+    model, tok = tiny
+    preds = decode_constrained(model, tok, ["Feature: curfew for teens in Utah. Answer:"], [None],
+                               DecodeConfig(max_reason_tokens=6), head=forcing_head(model, Label.NOT_NEEDED))
+    assert preds[0].valid and preds[0].answer.law is None
 
 
 def test_a_law_of_another_place_is_never_cited_for_any_weights(tiny):
@@ -232,3 +216,43 @@ def test_a_law_of_another_place_is_never_cited_for_any_weights(tiny):
     assert preds[0].answer.reason == preds[1].answer.reason == (
         "The spec states a legal obligation for the region it targets; the law given does not cover it.")
     assert preds[2].answer.law in (None, "EU Digital Markets Act")
+
+
+def test_the_answer_cites_what_its_flag_and_its_spec_allow_for_any_weights(tiny):
+    """"No" and NEI cite nothing; a "Needs" answer cites one of the prompt's items that apply where the spec ships
+    (those of the law it names, when it names one), with the frame reason of that item; it cites nothing only when
+    the spec names a law the prompt lacks or no item applies (and then says so)."""
+    from sft.core.contract import Feature, LawContext, PromptInput, render_prompt
+    from sft.core.reasons import NEEDS_UNCITED, needs_reason
+    from sft.inference.decoding import DecodeConfig, decode_constrained
+
+    model, tok = tiny
+    fl = LawContext(id="fl", law_id="us_fl_hb3", title="Florida HB 3", citation="Fla. Stat. § 501.1736(2)",
+                    jurisdiction="US-FL", snippet="Section 501.1736 - Social media use for minors: (2) shall prohibit")
+    dsa = LawContext(id="dsa", law_id="eu_dsa", title="EU Digital Services Act", citation="DSA Art. 28(2)",
+                     jurisdiction="EU", snippet="Article 28 - Online protection of minors: 2. Providers shall not")
+    specs = {
+        "placed": "Curfew for teens in Florida.",
+        "anywhere": "Default-private accounts for every teen.",
+        "named": "No profiling ads to minors, as DSA Art. 28 requires.",
+        "absent": "Kids mode voice features need COPPA verifiable parental consent.",
+        "elsewhere": "Curfew for teens in Texas.",
+    }
+    inputs = [PromptInput.build(Feature(name=k, description=v), [fl, dsa], None) for k, v in specs.items()]
+    prompts = [render_prompt("Flag it.", pi.render()) for pi in inputs]
+    for forced in (Label.NOT_NEEDED, Label.NEI):
+        preds = decode_constrained(model, tok, prompts, inputs, DecodeConfig(max_reason_tokens=4),
+                                   head=forcing_head(model, forced))
+        assert all(p.answer.law is None and p.answer.citation is None for p in preds), forced
+    preds = decode_constrained(model, tok, prompts, inputs, DecodeConfig(max_reason_tokens=4),
+                               head=forcing_head(model, Label.NEEDS))
+    cited = {name: p.answer.citation for name, p in zip(specs, preds, strict=True)}
+    assert cited["placed"] == fl.citation and cited["named"] == dsa.citation
+    assert cited["anywhere"] in (fl.citation, dsa.citation), "never null while an item applies"
+    assert cited["absent"] is None and cited["elsewhere"] is None
+    for p in preds:
+        item = {fl.citation: fl, dsa.citation: dsa}.get(p.answer.citation)
+        expected = (needs_reason(item.title, item.citation, item.snippet, item.jurisdiction) if item
+                    else NEEDS_UNCITED)
+        assert p.valid and p.answer.reason == expected
+    assert preds[0].answer.reason.startswith("The feature implements social media use for minors for users in Florida")

@@ -66,10 +66,14 @@ def test_decoding_never_returns_a_reason_naming_absent_law(tiny_model_dir, monke
             monkeypatch.setattr(decoding, "generate", lambda *a, text=forced, **k: [text] * len(a[2]))
         else:
             monkeypatch.setattr(decoding, "generate", real)
-        pred = predictor.predict_prompts([prompt], [PI])[0]
-        allowed = allowed_names(PI, pred.answer)
-        assert pred.valid and not absent_law_mentions(pred.answer.reason, allowed)
-        assert pred.label_scores and 0 < pred.confidence <= 1 and isinstance(pred.needs_review, bool)
+        # A structured prompt's reason is the rule's (sft.core.reasons); a free-text one (None: a seed file's) is
+        # generated, so the forced invention reaches grounding there.
+        for pi in (PI, None):
+            pred = predictor.predict_prompts([prompt], [pi])[0]
+            allowed = allowed_names(pi, pred.answer)
+            assert pred.valid and not absent_law_mentions(pred.answer.reason, allowed)
+            assert "TerraCorp" not in pred.answer.reason
+            assert pred.label_scores and 0 < pred.confidence <= 1 and isinstance(pred.needs_review, bool)
 
 
 def test_temperature_scaling_recovers_an_overconfident_model():

@@ -45,7 +45,7 @@ from data_prep.features import (
 )
 from data_prep.mine import Obligation
 from sft.core.context import SEARCH_K, SNIPPET_CHARS, TOP_K, cut_snippet
-from sft.core.contract import Answer, Example, Label, LawContext, PromptInput
+from sft.core.contract import Answer, Example, Label, LawContext, PromptInput, spec_text
 from sft.core.errors import UserError
 from sft.core.files import write_json_atomic, write_jsonl_atomic, write_text_atomic
 from sft.core.glossary import Glossary
@@ -133,14 +133,14 @@ def _example_id(kind: str, feature_id: str) -> str:
 
 
 def _notes(spec: FeatureSpec, glossary: Glossary | None) -> dict[str, str]:
-    return glossary.notes_for(f"{spec.feature.name} {spec.feature.description}") if glossary else {}
+    return glossary.notes_for(spec_text(spec.feature)) if glossary else {}
 
 
 def _make(spec: FeatureSpec, kind: str, context: list[LawContext], notes: dict[str, str], flag: Label,
           cite: LawContext | None = None) -> Candidate:
     """The example answering ``flag`` (citing ``cite``) with the reason inference gives for that answer to that
     prompt (:func:`sft.core.reasons.answer_reason`): the LM is trained on exactly the text it will be shown."""
-    text = f"{spec.feature.name} {spec.feature.description}"
+    text = spec_text(spec.feature)
     prompt = PromptInput.build(spec.feature, context, notes)
     law, citation = (cite.title, cite.citation) if cite is not None else (None, None)
     answer = Answer(compliance_flag=flag, law=law, citation=citation,

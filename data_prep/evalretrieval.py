@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from sft.core.contract import Feature, LawContext
+from sft.core.contract import Feature, LawContext, spec_text
 from sft.core.errors import UserError
 from sft.core.files import write_json_atomic, write_text_atomic
 from sft.core.glossary import Glossary
@@ -89,7 +89,7 @@ def score(retriever: Any, name: str, dataset: str, queries: list[Query], glossar
     ranks: list[int | None] = []
     start = time.perf_counter()
     for q in queries:
-        notes = glossary.notes_for(f"{q.feature.name} {q.feature.description}") if glossary else {}
+        notes = glossary.notes_for(spec_text(q.feature)) if glossary else {}
         ranks.append(first_relevant_rank(law_context(retriever, q.feature, notes, k=RANK_K), q.relevant))
     elapsed = time.perf_counter() - start
     n = len(queries)

@@ -177,6 +177,14 @@ class Feature(_Record):
         return None if v in (None, "") else normalize_label(v)
 
 
+def spec_text(feature: Feature | dict[str, Any]) -> str:
+    """A spec's text as every rule reads it (places, named law, glossary terms, retrieval, reasons): its name, then
+    its description. A :class:`Feature` or a prompt's ``feature`` dict."""
+    if isinstance(feature, Feature):
+        return f"{feature.name}. {feature.description}"
+    return f"{feature.get('name', '')}. {feature.get('description', '')}"
+
+
 class PromptInput(_Record):
     """The structured ``input`` of a prompt. Rendered as JSON so context can be trimmed and re-rendered."""
 

@@ -161,10 +161,14 @@ class LabelHead:
     """How it was fitted: examples, chosen L2, validation macro-F1 of the head and of the LM's own flag step."""
     pooling: str = DEFAULT_POOLING
     """How its features pool the layer (:data:`POOLINGS`); heads saved before 2026-12-04 read "prompt"."""
+    facts: bool = False
+    """Whether the spec's facts (:mod:`sft.core.spec_facts`) follow the hidden states in its features."""
 
     def features(self, model: Any, tokenizer: Any, prompts: Sequence[str]) -> Any:
-        """This head's features of ``prompts``: :func:`prompt_features` at its layer, pooled its way."""
-        return prompt_features(model, tokenizer, prompts, self.layer, pooling=self.pooling)
+        """This head's features of ``prompts``: :func:`prompt_features` at its layer, pooled its way, then the
+        spec's facts when it reads them."""
+        x = prompt_features(model, tokenizer, prompts, self.layer, pooling=self.pooling)
+        return with_facts(x, prompts) if self.facts else x
 
     def logits(self, features: Any) -> Any:
         return ((features - self.mean) / self.std) @ self.weight.T + self.bias
@@ -183,8 +187,8 @@ class LabelHead:
         tmp = out / (WEIGHTS + ".tmp")
         save_file({k: getattr(self, k).contiguous() for k in ("mean", "std", "weight", "bias")}, str(tmp))
         tmp.replace(out / WEIGHTS)
-        write_json_atomic(out / META, {"layer": self.layer, "pooling": self.pooling, "labels": self.labels,
-                                       "fitted": self.fitted})
+        write_json_atomic(out / META, {"layer": self.layer, "pooling": self.pooling, "facts": self.facts,
+                                       "labels": self.labels, "fitted": self.fitted})
 
     @classmethod
     def load(cls, model_dir: str | Path) -> LabelHead | None:
@@ -201,8 +205,17 @@ class LabelHead:
                 if pooling not in POOLINGS:
                     raise ValueError(f"{d / META}: pooling {pooling!r} is not one of {', '.join(POOLINGS)}")
                 return cls(meta["layer"], t["mean"], t["std"], t["weight"], t["bias"], meta["labels"],
-                           meta.get("fitted", {}), pooling)
+                           meta.get("fitted", {}), pooling, bool(meta.get("facts", False)))
         return None
+
+
+def with_facts(x: Any, prompts: Sequence[str]) -> Any:
+    """``x`` (one row per prompt) with the spec's facts (:func:`sft.core.spec_facts.facts`) appended."""
+    import torch
+
+    from sft.core.spec_facts import facts
+
+    return torch.cat([x, torch.tensor([facts(p) for p in prompts], dtype=x.dtype).reshape(len(prompts), -1)], dim=1)
 
 
 def macro_f1(gold: Sequence[int], pred: Sequence[int], k: int = len(LABELS)) -> float:
@@ -240,32 +253,40 @@ def _fit(x: Any, y: Any, alpha: float, steps: int = 200) -> tuple[Any, Any]:
 
 
 def fit_label_head(layer: int, train_x: Any, train_y: Sequence[str], val_x: Any = None,
-                   val_y: Sequence[str] | None = None, pooling: str = DEFAULT_POOLING) -> LabelHead:
-    """Fit on the training features; with a validation split, its macro-F1 picks the L2 strength."""
+                   val_y: Sequence[str] | None = None, pooling: str = DEFAULT_POOLING,
+                   train_prompts: Sequence[str] | None = None, val_prompts: Sequence[str] | None = None) -> LabelHead:
+    """Fit on the training features; with a validation split, its macro-F1 picks the L2 strength and, given the
+    prompts, whether the head also reads the spec's facts (:mod:`sft.core.spec_facts`; ties keep the hidden states
+    alone)."""
     import torch
 
     index = {label.value: j for j, label in enumerate(LABELS)}
     y = torch.tensor([index[v] for v in train_y])
-    mean = train_x.mean(0)
-    std = train_x.std(0).clamp(min=1e-6) if len(train_x) > 1 else torch.ones_like(mean)
-    x = (train_x - mean) / std
     has_val = val_x is not None and val_y is not None and len(val_y) > 0
+    variants = [(False, train_x, val_x)]
+    if has_val and train_prompts is not None and val_prompts is not None:
+        variants.append((True, with_facts(train_x, train_prompts), with_facts(val_x, val_prompts)))
     tried: dict[str, float] = {}
     best = None
-    for alpha in ALPHAS if has_val else (DEFAULT_ALPHA,):
-        w, b = _fit(x, y, alpha)
-        if has_val:
-            pred = (((val_x - mean) / std) @ w.T + b).argmax(-1).tolist()
-            f1 = macro_f1([index[v] for v in val_y], pred)
-            tried[str(alpha)] = round(f1, 4)
-            if best is None or f1 > best[0] + 1e-9:  # ties keep the stronger regularisation (tried first)
-                best = (f1, alpha, w, b)
-        else:
-            best = (math.nan, alpha, w, b)
+    for use_facts, tx, vx in variants:
+        mean = tx.mean(0)
+        std = tx.std(0).clamp(min=1e-6) if len(tx) > 1 else torch.ones_like(mean)
+        x = (tx - mean) / std
+        for alpha in ALPHAS if has_val else (DEFAULT_ALPHA,):
+            w, b = _fit(x, y, alpha)
+            if has_val:
+                pred = (((vx - mean) / std) @ w.T + b).argmax(-1).tolist()
+                f1 = macro_f1([index[v] for v in val_y], pred)
+                tried[f"{alpha}{' +facts' if use_facts else ''}"] = round(f1, 4)
+                # ties keep the stronger regularisation (tried first) and the hidden states alone (tried first)
+                if best is None or f1 > best[0] + 1e-9:
+                    best = (f1, alpha, w, b, mean, std, use_facts)
+            else:
+                best = (math.nan, alpha, w, b, mean, std, use_facts)
     assert best is not None
-    f1, alpha, w, b = best
+    f1, alpha, w, b, mean, std, use_facts = best
     fitted = {"train_examples": len(y), "label_counts": {LABELS[j].value: int(c) for j, c in
                                                          enumerate(torch.bincount(y, minlength=len(LABELS)))},
-              "l2": alpha, "validation_examples": len(val_y) if has_val else 0,
+              "l2": alpha, "facts": use_facts, "validation_examples": len(val_y) if has_val else 0,
               "validation_macro_f1": None if math.isnan(f1) else round(f1, 4), "l2_tried": tried}
-    return LabelHead(layer, mean, std, w, b, fitted=fitted, pooling=pooling)
+    return LabelHead(layer, mean, std, w, b, fitted=fitted, pooling=pooling, facts=use_facts)

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from sft.core.context import SEARCH_K, TOP_K, select_context
-from sft.core.contract import Feature, LawContext, PromptInput, render_prompt
+from sft.core.contract import Feature, LawContext, PromptInput, render_prompt, spec_text
 from sft.core.legal_terms import legal_terms
 from sft.core.named_law import MAX_NAMED, named_provisions, pin_named
 
@@ -113,6 +113,33 @@ def mentioned_jurisdictions(text: str) -> list[str]:
     return sorted({code for rx, code in _PLACE_RES if rx.search(text)})
 
 
+# Scope words that name no place: a region limit left unnamed ("select regions", "region list TBD", "rolled out
+# by region") and a feature for every place ("all regions", "worldwide"). Without them a spec that says where only
+# this way read as saying nothing: "Roll out the new filter in select regions" got "ships the same way in every
+# market", and "cut retention in all regions ... driven by infra cost" got "says neither where nor why"
+# (examples/features.csv F-111, F-113, 2026-12-04).
+_AREA = r"(?:regions?|markets?|countries|country|geos?|locales?|territories)"
+_UNNAMED_RE = re.compile(
+    rf"\b(?:(?:select(?:ed)?|certain|some|specific|a few|a handful of|several|limited|more|additional|new|other"
+    rf"|target|pilot|launch|initial|priority|chosen|a subset of) {_AREA}|{_AREA} (?:list|TBD|to be decided)"
+    rf"|(?:by|per|region[- ]by[- ]) ?(?:region|market|country)|regional (?:pilot|rollout|launch|test|scope)"
+    rf"|region[- ]specific|geo[- ](?:gated|fenced|restricted|targeted)|geofenced?)\b", re.I)
+_EVERYWHERE_RE = re.compile(
+    rf"\b(?:(?:all|every) {_AREA}|(?:all|every) users|worldwide|world-wide|globally|global (?:launch|rollout"
+    rf"|change|policy|default)|everywhere|across (?:the board|all {_AREA}))\b", re.I)
+SCOPES = ("places", "unnamed", "everywhere", "none")
+
+
+def region_scope(text: str) -> str:
+    """How a spec scopes itself: "places" (it names one: :func:`mentioned_jurisdictions`), "unnamed" (a region
+    limit that names none), "everywhere" (every region, worldwide) or "none" (it does not say)."""
+    if mentioned_jurisdictions(text):
+        return "places"
+    if _UNNAMED_RE.search(text):
+        return "unnamed"
+    return "everywhere" if _EVERYWHERE_RE.search(text) else "none"
+
+
 def applies(law_jurisdiction: str, wanted: str) -> bool:
     """A law applies to a place in its own jurisdiction or a sub-jurisdiction: US law in US-UT, not US-FL law in
     US-UT."""
@@ -126,7 +153,7 @@ def citable_items(prompt_input: PromptInput) -> list[dict[str, Any]]:
     answer is a flag without a citation (a law outside the corpus). Training answers follow this by construction:
     a positive cites its own law in its own region (a test checks every built example)."""
     feature = prompt_input.feature
-    wanted = mentioned_jurisdictions(f"{feature.get('name', '')} {feature.get('description', '')}")
+    wanted = mentioned_jurisdictions(spec_text(feature))
     if not wanted:
         return list(prompt_input.law_context)
     return [item for item in prompt_input.law_context
@@ -145,8 +172,8 @@ def retrieval_query(feature: Feature, glossary_notes: dict[str, str]) -> str:
     """Feature text with internal jargon expanded, so retrieval sees 'age-sensitive...' not 'ASL', and the
     statute words for its product words (:mod:`sft.core.legal_terms`: 'advertisements' for 'ads')."""
     notes = " ".join(f"{k}: {v}" for k, v in glossary_notes.items())
-    terms = legal_terms(f"{feature.name} {feature.description}")
-    return f"{feature.name}. {feature.description} {notes} {terms}".strip()
+    terms = legal_terms(spec_text(feature))
+    return f"{spec_text(feature)} {notes} {terms}".strip()
 
 
 def law_context(retriever: Retriever | None, feature: Feature, glossary_notes: dict[str, str],
@@ -162,7 +189,7 @@ def law_context(retriever: Retriever | None, feature: Feature, glossary_notes: d
         return []
     query = retrieval_query(feature, glossary_notes)
     hits = retriever.search(query, k=max(search_k, k))
-    named = named_provisions(f"{feature.name}. {feature.description}")[:MAX_NAMED]
+    named = named_provisions(spec_text(feature))[:MAX_NAMED]
     if named:
         # The named article's chunks join the hits even when the spec's other words rank another law first: a
         # local index lists them (LocalRetriever.named_items); a managed one gets a search led by the mention
@@ -173,7 +200,7 @@ def law_context(retriever: Retriever | None, feature: Feature, glossary_notes: d
             hits = [*hits, *(found if found is not None else retriever.search(f"{n.text} {query}",
                                                                               k=max(search_k, k)))]
         hits = pin_named(hits, named)
-    places = mentioned_jurisdictions(f"{feature.name} {feature.description}")
+    places = mentioned_jurisdictions(spec_text(feature))
     if places:
         applicable = [h for h in hits if any(applies(h.jurisdiction, p) for p in places)]
         if not applicable:

@@ -12,9 +12,10 @@ on, and is always true of the prompt:
 - "Needs", cited: what the cited provision is about (the heading its text starts with, in the prompt), where it
   applies, and the law and citation (:func:`needs_reason`);
 - "Needs", uncited: the spec states a legal driver the prompt's law does not cover (:data:`NEEDS_UNCITED`);
-- "No": a business/product reason for the scope when the spec names a place, else "ships the same way
-  everywhere";
-- NEI: no place and no reason; a place where none of the prompt's law applies; or a place with no reason.
+- "No": a business/product reason for the scope when the spec limits it to a place (named or not), else "ships
+  the same way everywhere";
+- NEI: no place and no reason; a place where none of the prompt's law applies; a place with no reason; regions
+  it does not name; every region, with no reason (:func:`sft.core.prompt.region_scope` tells these apart).
 
 ``geoprep build`` writes every training answer's reason with :func:`answer_reason` too, so the LM is trained on
 exactly the text inference gives.
@@ -25,8 +26,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sft.core.contract import Label, PromptInput
-from sft.core.prompt import citable_items, mentioned_jurisdictions
+from sft.core.contract import Label, PromptInput, spec_text
+from sft.core.prompt import citable_items, region_scope
 
 # Jurisdiction code -> how a reason names the place.
 REGION_NAMES = {
@@ -46,6 +47,10 @@ UNIVERSAL_REASON = "The feature ships the same way in every market and states no
 NEI_REGION_REASON = ("The spec limits the feature to a region without saying why, so its legal relevance cannot be "
                      "judged.")
 NEI_BARE_REASON = "The spec says neither where nor why the feature applies, so whether a law drives it cannot be judged."
+NEI_UNNAMED_REASON = ("The spec limits the feature to regions it does not name and says not why, so whether a law "
+                      "drives it cannot be judged.")
+NEI_EVERYWHERE_REASON = ("The spec ships the feature in every region without saying why, so whether a legal "
+                         "obligation drives it cannot be judged.")
 NEI_ELSEWHERE_REASON = ("The spec limits the feature to a place none of the law context covers and says not why, so "
                         "whether a law drives it cannot be judged.")
 
@@ -72,8 +77,7 @@ def needs_reason(law: str, citation: str, text: str, jurisdiction: str) -> str:
 def answer_reason(flag: Label, prompt_input: PromptInput, law: str | None = None,
                   citation: str | None = None) -> str:
     """The reason of an answer with ``flag`` (and, for "Needs", ``law``/``citation``) to ``prompt_input``."""
-    feature = prompt_input.feature
-    placed = bool(mentioned_jurisdictions(f"{feature.get('name', '')} {feature.get('description', '')}"))
+    scope = region_scope(spec_text(prompt_input.feature))
     if flag == Label.NEEDS:
         if citation is None:
             return NEEDS_UNCITED
@@ -81,7 +85,7 @@ def answer_reason(flag: Label, prompt_input: PromptInput, law: str | None = None
                                      if c.get("law") == law and c.get("citation") == citation), {})
         return needs_reason(law or "", citation, str(item.get("text", "")), str(item.get("jurisdiction", "")))
     if flag == Label.NOT_NEEDED:
-        return NO_PLACED_REASON if placed else UNIVERSAL_REASON
-    if not placed:
-        return NEI_BARE_REASON
-    return NEI_REGION_REASON if citable_items(prompt_input) else NEI_ELSEWHERE_REASON
+        return NO_PLACED_REASON if scope in ("places", "unnamed") else UNIVERSAL_REASON
+    if scope == "places":
+        return NEI_REGION_REASON if citable_items(prompt_input) else NEI_ELSEWHERE_REASON
+    return {"unnamed": NEI_UNNAMED_REASON, "everywhere": NEI_EVERYWHERE_REASON}.get(scope, NEI_BARE_REASON)

@@ -36,7 +36,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sft.core.contract import LABELS, Answer, Label, Prediction, PromptInput, parse_output
+from sft.core.contract import LABELS, Answer, Label, Prediction, PromptInput, parse_output, spec_text
 from sft.core.label_head import LabelHead
 from sft.core.named_law import citation_level, named_provisions
 from sft.core.prompt import DEFAULT_REASON_TOKENS, citable_items
@@ -222,7 +222,7 @@ def _law_options(prompt_input: PromptInput | None, flag: Label) -> list[tuple[st
         return [(None, None)]
     items = citable_items(prompt_input)
     feature = prompt_input.feature
-    named = named_provisions(f"{feature.get('name', '')}. {feature.get('description', '')}")
+    named = named_provisions(spec_text(feature))
     if named:
         items = [item for item in items
                  if any(citation_level(n, str(item.get("law", "")), str(item.get("citation", ""))) for n in named)]

@@ -24,6 +24,7 @@ from sft.core.contract import (
     PromptInput,
     parse_output,
     read_examples,
+    spec_text,
 )
 from sft.core.errors import UserError
 from sft.core.files import save_figure_atomic, write_json_atomic, write_text_atomic
@@ -79,7 +80,7 @@ class EvalConfig:
 def keyword_rule(prompt_input: PromptInput | None, raw_input: str) -> Answer:
     """Baseline: geo/age/law words -> Needs; a very short description -> NEI; else Not needed."""
     if prompt_input is not None:
-        text = f"{prompt_input.feature.get('name', '')} {prompt_input.feature.get('description', '')}"
+        text = spec_text(prompt_input.feature)
     else:
         text = raw_input
     if _GEO_WORDS.search(text):
@@ -310,7 +311,7 @@ def run_eval_specs(cfg: EvalConfig) -> dict[str, Any]:
                                        cfg.knowledge_base_id)
     items = []
     for s in specs:
-        notes = glossary.notes_for(f"{s.feature.name} {s.feature.description}")
+        notes = glossary.notes_for(spec_text(s.feature))
         items.append((s.feature, contexts_for(retriever, s.feature, notes), notes))
     results = []
     start = time.perf_counter()

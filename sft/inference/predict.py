@@ -21,7 +21,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from sft.core.context import TOP_K
-from sft.core.contract import ContractError, Feature, LawContext, iter_jsonl
+from sft.core.contract import ContractError, Feature, LawContext, iter_jsonl, spec_text
 from sft.core.errors import UserError
 from sft.core.files import atomic_open, read_jsonl_ids
 from sft.core.prompt import law_context
@@ -202,7 +202,7 @@ def run_predict(cfg: PredictConfig, predictor: Any | None = None) -> dict[str, i
                 batch = features[i : i + cfg.batch_size]
                 items = []
                 for f in batch:
-                    notes = glossary.notes_for(f"{f.name} {f.description}")
+                    notes = glossary.notes_for(spec_text(f))
                     items.append((f, contexts_for(retriever, f, notes, cfg.k), notes))
                 for (f, retrieved, _), res in zip(items, predictor.predict(items), strict=True):
                     if retrieved and not res.context:

@@ -77,6 +77,10 @@ class TrainConfig:
                                                 "prompt) or 'prompt+spec' (that, and the mean up to the end of the "
                                                 "feature spec: the decision turns on the spec, the prompt is mostly "
                                                 "law text).")
+    label_head_facts: bool = _f(True, "Let the validation split decide whether the label head also reads the spec's "
+                                      "stated facts (place named/unnamed/everywhere, law named, legal/business reason "
+                                      "words, undecided scope, applicable law in the prompt: sft.core.spec_facts) "
+                                      "beside the hidden states. False: hidden states only.")
     fast_dropout: bool = _f(True, "On CPU, draw LoRA dropout masks from 16-bit random slices (same distribution "
                                   "up to p in steps of 1/65536; ~12% faster steps than torch's per-element draws).")
     padding_free: bool | None = _f(None, "Compute no pad tokens. Default: on a CPU, one example per forward pass "

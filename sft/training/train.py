@@ -505,7 +505,10 @@ def fit_head(config: TrainConfig, prep: Prepared) -> Any:
     val_x = features(val) if val is not None and val.rows else None
     head = fit_label_head(layer, train_x, [ex.answer.compliance_flag.value for ex in train.examples],
                           val_x, [ex.answer.compliance_flag.value for ex in val.examples] if val_x is not None else None,
-                          pooling=config.label_head_pooling)
+                          pooling=config.label_head_pooling,
+                          train_prompts=[row["prompt"] for row in train.rows] if config.label_head_facts else None,
+                          val_prompts=[row["prompt"] for row in val.rows] if config.label_head_facts and val_x
+                          is not None else None)
     head.fitted["seconds"] = round(time.perf_counter() - t0, 1)
     model.train(was_training)
     log.info("label head at layer %d fitted on %d examples in %.0f s (L2 %g; validation macro-F1 %s)", layer,

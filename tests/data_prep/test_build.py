@@ -23,8 +23,8 @@ from sft.core.contract import Answer, Example, Feature, Label, PromptInput, pars
 from sft.core.errors import UserError
 from sft.core.reasons import (
     NEEDS_UNCITED,
-    NEI_BARE_REASON,
     NEI_REGION_REASON,
+    NEI_UNNAMED_REASON,
     NO_PLACED_REASON,
     UNIVERSAL_REASON,
     provision_topic,
@@ -192,7 +192,7 @@ def test_imported_rows_cite_the_provision_the_user_gave(small_inputs, tmp_path):
         f"{second}.")
     assert provision_topic(cited.snippet) in cited.snippet.lower()
     assert (no.reason, examples["Tipping in Canada"].answer.reason) == (UNIVERSAL_REASON, NO_PLACED_REASON)
-    assert examples["Filter pilot"].answer.reason == NEI_BARE_REASON
+    assert examples["Filter pilot"].answer.reason == NEI_UNNAMED_REASON
     assert examples["Spain stickers"].answer.reason == NEI_REGION_REASON
 
 

@@ -131,6 +131,55 @@ def test_fit_learns_a_separable_rule_and_balances_a_skewed_split(tmp_path):
     assert LabelHead.load(tmp_path / "elsewhere" / "deeper") is None
 
 
+def test_the_validation_split_decides_whether_the_head_reads_the_specs_facts(tiny, tmp_path):
+    """When the hidden states carry nothing and the spec's stated reason decides the label, the validation split
+    picks the head that reads the facts (sft.core.spec_facts), it is saved and loaded as such and predicts from the
+    prompt's words; when the facts add nothing, the head stays on hidden states alone."""
+    from sft.core.contract import Feature, PromptInput, render_prompt
+    from sft.core.spec_facts import NAMES, facts
+
+    model, tok = tiny
+    specs = {LABELS[0].value: ("Curfew for minors in {p}", "Block logins overnight to comply with state law."),
+             LABELS[1].value: ("Stickers in {p}", "Launch in {p} first as a market test to measure engagement."),
+             LABELS[2].value: ("Filter for {p}", "Roll the filter out in {p}; scope TBD.")}
+    places = ["Utah", "Florida", "California", "Texas", "Spain", "Canada"]
+
+    def split(ps):
+        prompts, ys = [], []
+        for label, (n, d) in specs.items():
+            for p in ps:
+                pi = PromptInput.build(Feature(name=n.format(p=p), description=d.format(p=p)), [], None)
+                prompts.append(render_prompt("Flag it.", pi.render()))
+                ys.append(label)
+        return prompts, ys
+
+    train_p, train_y = split(places[:4])
+    val_p, val_y = split(places[4:])
+    noise = torch.Generator().manual_seed(0)
+    train_x, val_x = torch.randn(len(train_p), 6, generator=noise), torch.randn(len(val_p), 6, generator=noise)
+    head = fit_label_head(1, train_x, train_y, val_x, val_y, pooling="prompt", train_prompts=train_p,
+                          val_prompts=val_p)
+    assert head.facts and head.fitted["facts"] and head.fitted["validation_macro_f1"] == 1.0
+    assert head.weight.shape[1] == 6 + len(NAMES) and any(k.endswith("+facts") for k in head.fitted["l2_tried"])
+    assert facts(val_p[0])[NAMES.index("legal_reason")] == 1.0 and facts(val_p[2])[NAMES.index("business_reason")]
+    head.save(tmp_path)
+    back = LabelHead.load(tmp_path)
+    assert back is not None and back.facts
+    # At inference the head computes the facts from the prompts itself (the features below the layer are the tiny
+    # model's, of another width: only the facts' columns are checked).
+    feats = back.features(model, tok, val_p)
+    assert feats.shape == (len(val_p), model.config.hidden_size + len(NAMES))
+    assert feats[:, -len(NAMES):].tolist() == [facts(p) for p in val_p]
+
+    # Facts that do not tell the labels apart (every spec says the same) lose to hidden states that do.
+    same = [render_prompt("Flag it.", PromptInput.build(Feature(name="X", description="Y."), [], None).render())]
+    centers = torch.eye(3, 6) * 4
+    sx = torch.cat([centers[i] + torch.randn(8, 6, generator=noise) * 0.1 for i in range(3)])
+    sy = [LABELS[i].value for i in range(3) for _ in range(8)]
+    plain = fit_label_head(1, sx, sy, sx, sy, pooling="prompt", train_prompts=same * 24, val_prompts=same * 24)
+    assert not plain.facts and plain.weight.shape[1] == 6
+
+
 def test_a_head_saved_for_other_labels_is_refused(tmp_path):
     import json
 
@@ -163,9 +212,10 @@ def test_decoding_takes_the_flag_from_the_head_for_any_weights(tiny, forced):
 
 @pytest.mark.parametrize("forced", [Label.NOT_NEEDED, Label.NEI])
 def test_no_and_nei_reasons_say_what_the_spec_gave_for_any_weights(tiny, forced):
-    """For any weights: a "No" reason says business reason for a placed spec, "ships the same everywhere" for one
-    naming no place; an NEI reason says no reason (a place whose law is shown), a place no law shown covers, or
-    neither place nor reason. The same sentences training data carries (geoprep build writes them alike)."""
+    """For any weights: a "No" reason says business reason for a spec limited to a place (named or not), "ships the
+    same everywhere" for one in every region or none named; an NEI reason says no reason (a place whose law is
+    shown), a place no law shown covers, regions it does not name, every region with no reason, or neither place
+    nor reason. The same sentences training data carries (geoprep build writes them alike)."""
     from sft.core import reasons
     from sft.core.contract import Feature, LawContext, PromptInput, render_prompt
     from sft.inference.decoding import DecodeConfig, decode_constrained
@@ -173,7 +223,8 @@ def test_no_and_nei_reasons_say_what_the_spec_gave_for_any_weights(tiny, forced)
     model, tok = tiny
     fl = LawContext(id="fl", law_id="us_fl_hb3", title="Florida HB 3", citation="Fla. Stat. § 501.1736(2)",
                     jurisdiction="US-FL", snippet="Section 501.1736 - Social media use for minors: (2) ...")
-    specs = {"Florida": "Launch in Florida first.", "Canada": "Launch in Canada first.", "Nowhere": "Launch it."}
+    specs = {"Florida": "Launch in Florida first.", "Canada": "Launch in Canada first.",
+             "Pilot": "Launch in select markets first.", "Global": "Launch it in all regions.", "Nowhere": "Launch it."}
     inputs = [PromptInput.build(Feature(name=n, description=d), [fl], None) for n, d in specs.items()]
     prompts = [render_prompt("Flag it.", pi.render()) for pi in inputs]
     preds = decode_constrained(model, tok, prompts, inputs, DecodeConfig(max_reason_tokens=6),
@@ -181,9 +232,10 @@ def test_no_and_nei_reasons_say_what_the_spec_gave_for_any_weights(tiny, forced)
     assert all(p.valid and p.answer.compliance_flag == forced for p in preds)
     got = [p.answer.reason for p in preds]
     if forced == Label.NOT_NEEDED:
-        assert got == [reasons.NO_PLACED_REASON, reasons.NO_PLACED_REASON, reasons.UNIVERSAL_REASON]
+        assert got == [reasons.NO_PLACED_REASON] * 3 + [reasons.UNIVERSAL_REASON] * 2
     else:
-        assert got == [reasons.NEI_REGION_REASON, reasons.NEI_ELSEWHERE_REASON, reasons.NEI_BARE_REASON]
+        assert got == [reasons.NEI_REGION_REASON, reasons.NEI_ELSEWHERE_REASON, reasons.NEI_UNNAMED_REASON,
+                       reasons.NEI_EVERYWHERE_REASON, reasons.NEI_BARE_REASON]
 
 
 def test_a_free_text_prompt_gets_a_generated_grounded_reason(tiny):

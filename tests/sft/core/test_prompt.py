@@ -12,6 +12,7 @@ from sft.core.prompt import (
     fit_prompt_input,
     law_context,
     mentioned_jurisdictions,
+    region_scope,
 )
 
 
@@ -47,6 +48,18 @@ def test_places_are_read_from_the_spec():
     assert mentioned_jurisdictions("18+ ID check for the Creator Fund, NZ first") == ["NZ"]
     assert mentioned_jurisdictions("turkey stickers; chile recipes; china plates; OR, ME, OK, ID") == []
     assert mentioned_jurisdictions("Live Shopping off in Indonesia, then APAC") == ["APAC", "ID"]
+
+
+def test_a_spec_that_scopes_itself_without_naming_a_place_is_read_as_such():
+    """The reasons rule tells "select regions, list TBD" (a limit naming no place) from "all regions" (every place)
+    and from a spec that does not say; a named place wins over both."""
+    assert region_scope("Roll out the filter in select regions. Region list still TBD.") == "unnamed"
+    assert region_scope("Ship dark mode for all users, rolled out by region for cache warm-up.") == "unnamed"
+    assert region_scope("Cut log retention to 90 days in all regions; driven by infra cost.") == "everywhere"
+    assert region_scope("Holiday stickers available worldwide.") == "everywhere"
+    assert region_scope("Holiday stickers worldwide; APAC first because of time zones.") == "places"
+    assert region_scope("Add a status badge when content crosses regions.") == "none"
+    assert region_scope("New onboarding carousel with three cards.") == "none"
 
 
 def test_only_law_of_the_places_a_spec_names_is_citable():

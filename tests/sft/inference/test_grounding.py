@@ -94,6 +94,22 @@ def test_temperature_scaling_recovers_an_overconfident_model():
     assert ece(conf, ok) > 0.2 and ece([calib.probs(r)["a"] for r in rows], ok) < 0.05
 
 
+def test_a_split_the_model_gets_all_right_does_not_make_every_answer_certain():
+    """Plain NLL on an all-correct split sends T to its floor and every confidence to 1.0 (the main job,
+    2026-12-05: T 0.04, review threshold 1.00). Platt's smoothed targets keep the confidence what 64 right answers
+    can show, so a less sure answer still ranks below a sure one and can be routed to review."""
+    import random
+
+    rng = random.Random(1)
+    rows = [{"a": rng.uniform(1.0, 6.0), "b": 0.0, "c": -1.0} for _ in range(64)]
+    gold = ["a"] * 64
+    calib = Calibration(temperature=fit_temperature(rows, gold))
+    conf = sorted(calib.probs(r)["a"] for r in rows)
+    assert calib.temperature > 0.3
+    assert 0.9 < sum(conf) / len(conf) < 0.999 and conf[0] < conf[-1] - 0.05
+    assert choose_threshold(conf, [True] * 64) == round(conf[0], 4) < 0.99
+
+
 def test_review_threshold_keeps_answers_at_the_target_accuracy():
     conf = [0.95, 0.9, 0.85, 0.8, 0.6, 0.55, 0.5, 0.45]
     ok = [True, True, True, True, False, True, False, False]

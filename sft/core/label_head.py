@@ -20,6 +20,10 @@ The head:
   run (2026-12-04, layer 15): macro-F1 0.889 -> 0.922, its 41 hand-written rows 0.817 -> 0.876; of 38 variants
   (layers 3-30; prompt, spec, last-token and paired means) it was the best. The realistic set was then scored
   for that choice and the old one only (docs/model-quality.md);
+- with ``facts`` (chosen on the validation split since 2026-12-05): the spec's nine stated facts after them
+  (:mod:`sft.core.spec_facts`: where, which reason, undecided or not, law that applies), computed from the
+  prompt's own text, so training and inference read them alike. On the same features of one main-job run,
+  validation macro-F1 0.917 without them, 0.953 with (docs/model-quality.md, session 11);
 - standardised with the training split's mean and deviation, then ``W x + b`` over the three labels;
 - fitted by L-BFGS on the training split (each label weighted by its inverse frequency, so a skewed split does
   not become a prior), its L2 strength chosen by macro-F1 on the validation split.

@@ -90,6 +90,8 @@ class TrainConfig:
     # evaluation and checkpoints
     eval_sample: int = _f(16, "Validation examples to generate answers for at each evaluation (0: off).")
     max_new_tokens: int = _f(96, "Generation budget for those answers.")
+    eval_loss_sample: int = _f(0, "Validation examples the loss at each evaluation (and so the best checkpoint) is "
+                                  "computed on, each label's share kept (0: the whole split).")
     save_steps: int = _f(0, "Evaluate + checkpoint every N steps (0: every epoch).")
     checkpoint_minutes: float = _f(15.0, "Also checkpoint when this many minutes have passed since the last "
                                          "checkpoint (0: off), so a job killed without its stop checkpoint "
@@ -121,8 +123,8 @@ class TrainConfig:
         for name in ("batch_size", "grad_accum", "max_length", "lora_r", "lora_alpha", "logging_steps"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name}: must be >= 1, got {getattr(self, name)}")
-        for name in ("eval_sample", "save_steps", "max_new_tokens", "save_total_limit", "processes_per_host",
-                     "lora_layers"):
+        for name in ("eval_sample", "eval_loss_sample", "save_steps", "max_new_tokens", "save_total_limit",
+                     "processes_per_host", "lora_layers"):
             if getattr(self, name) < 0:
                 raise UserError(f"{name}: must be >= 0, got {getattr(self, name)}")
         if self.checkpoint_minutes < 0:

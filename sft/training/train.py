@@ -389,7 +389,7 @@ def build_trainer(config: TrainConfig, run: RunState | None = None) -> Prepared:
 
     from sft.models import load_tokenizer, resolve
     from sft.training.answer_head import label_token_count, score_answer_positions_only, weight_label_tokens
-    from sft.training.data import balance_labels, prepare_split, to_dataset
+    from sft.training.data import balance_labels, label_sample, prepare_split, to_dataset
 
     if not config.data:
         raise UserError("no training data: pass --data FILE (or the 'train' channel in a SageMaker job)")
@@ -417,7 +417,7 @@ def build_trainer(config: TrainConfig, run: RunState | None = None) -> Prepared:
         model=model,
         args=args,
         train_dataset=to_dataset(train),
-        eval_dataset=to_dataset(val) if has_val else None,
+        eval_dataset=to_dataset(label_sample(val, config.eval_loss_sample, config.seed)) if has_val else None,
         processing_class=tokenizer,
         peft_config=lora_config(config, model),
         callbacks=make_callbacks(config, val.examples if val else [], run),

@@ -142,6 +142,31 @@ def test_balance_labels_oversamples_training_split_only(tmp_path, tiny_model_dir
     assert len(prep.trainer.eval_dataset) == 5
 
 
+def test_eval_loss_sample_keeps_label_shares(tmp_path, tiny_model_dir):
+    """--set eval_loss_sample=N: the Trainer's evaluation loss (and best-checkpoint choice) reads N validation
+    examples, each label's share of the split kept, the same rows on every build; 0 keeps the whole split."""
+    from collections import Counter
+
+    from sft.training.train import build_trainer
+
+    val = write_examples(tmp_path / "val.jsonl", 30, seed=9)
+    split = Counter(e.answer.compliance_flag.value for e in read_examples(val))
+    assert len(split) == 3 and min(split.values()) >= 5, split
+
+    def eval_prompts(n: int) -> list[str]:
+        prep = build_trainer(_cfg(tmp_path, tiny_model_dir, validation=str(val), max_length=4096,
+                                  eval_loss_sample=n))
+        return [prep.tokenizer.decode(r["input_ids"]) for r in prep.trainer.eval_dataset]
+
+    sample = eval_prompts(10)
+    assert len(sample) == 10 and sample == eval_prompts(10)
+    by_prompt = {render_prompt(e.instruction, e.input): e.answer.compliance_flag.value for e in read_examples(val)}
+    got = Counter(next(label for p, label in by_prompt.items() if p in text) for text in sample)
+    for label, n in split.items():
+        assert abs(got[label] - 10 * n / 30) < 1, (got, split)
+    assert len(eval_prompts(0)) == 30
+
+
 def test_train_learns_saves_reloads_and_generates(tmp_path, tiny_model_dir):
     import torch
 

@@ -9,8 +9,8 @@ test in Canada; "a place none of the law context covers" for a Florida spec show
 the model's (the flag from the label head, the law item from the LM); the reason says what that decision rests
 on, and is always true of the prompt:
 
-- "Needs", cited: what the cited provision is about (the heading its text starts with, in the prompt), where it
-  applies, and the law and citation (:func:`needs_reason`);
+- "Needs", cited: what the cited provision is about (the heading its text starts with, in the prompt, or without
+  one its operative words quoted), where it applies, and the law and citation (:func:`needs_reason`);
 - "Needs", uncited: the spec states a legal driver the prompt's law does not cover (:data:`NEEDS_UNCITED`);
 - "No": a business/product reason for the scope when the spec limits it to a place (named or not), else "ships
   the same way everywhere";
@@ -27,6 +27,7 @@ import re
 from typing import Any
 
 from sft.core.contract import Label, PromptInput, spec_text
+from sft.core.lawnames import LAW_MENTION
 from sft.core.prompt import citable_items, region_scope
 
 # Jurisdiction code -> how a reason names the place.
@@ -36,8 +37,17 @@ REGION_NAMES = {
     # places no bundled law covers (sft.core.prompt's codes)
     "GB": "the UK", "BR": "Brazil", "CAN": "Canada", "JP": "Japan", "IN": "India", "AU": "Australia", "KR": "South Korea",
 }
-_HEADING = re.compile(r"^(?:Article|Section|Art\.|§)\s*[\w.\-]+\s+-\s+(.+?)(?:\s+--\s+.*)?:\s")
+_HEADING = re.compile(r"^(?:Article|Section|Art\.|§|Annex\s+[IVXLC]+\b)\s*[\w.\-]*\s+-\s+(.+?)(?:\s+--\s+.*)?:\s")
 _SUBHEADING = re.compile(r"^[^:]*:\s+\(\w{1,4}\)\s+([A-Z][^.—:]{2,60})\.—")  # U.S.C.: "(h) Preservation.—"
+# A provision without a heading (California's code sections, the DMA's Annex) is named by its operative words,
+# quoted: the section label, paragraph numbers and an "Except as provided in ..." opening go first.
+_LEAD = re.compile(r"^(?:(?:Section|Sec\.|§)\s*[\w.\-]+:\s*|Annex\b[^:]{0,60}:\s*)?(?:\(\w{1,4}\)\s*|\d{1,2}\.\s+)*"
+                   r"(?:Except as (?:otherwise )?provided [^,]{0,80},\s*)?")
+_DEFINITION = re.compile(r"^[“\"‘'](.{2,60}?)[”\"’']\s+means\b")
+_CLAUSE_END = r"(?=\s+(?:if|unless|except|when)\b|[;:]|\.\s|\.$|$)"
+_UNLAWFUL = re.compile(r"\bunlawful for (?P<who>[^,]+?)(?P<gap>,.*?,)?\s+to (?P<act>.+?)" + _CLAUSE_END)
+_MODAL = re.compile(r"^(?P<subj>(?:(?!\.\s).)+?)\s+(?P<modal>shall not|shall|must not|must|may not)\s+(?P<act>.+?)"
+                    + _CLAUSE_END)
 
 # A "Needs" answer without a citation (its legal driver is one the prompt's law does not cover: a law outside the
 # corpus, or a retrieval miss).
@@ -59,19 +69,60 @@ def region_name(jurisdiction: str) -> str:
     return REGION_NAMES.get(jurisdiction, jurisdiction)
 
 
+def _words(text: str, n: int) -> str:
+    words = text.split()
+    return " ".join(words[:n]) + (" …" if len(words) > n else "")
+
+
+def _head(noun_phrase: str) -> str:
+    """A subject's head words: "the operator of an addictive internet-based service" -> "the operator …"; after
+    an opening clause ("In promulgating the regulations ..., the Attorney General"), the subject proper."""
+    noun_phrase = noun_phrase.rsplit(", ", 1)[-1]
+    head = re.split(r",|\s(?:of|for|as|in|that|which|who|collected|described)\s", noun_phrase, maxsplit=1)[0]
+    return _words(head, 4) + (" …" if head != noun_phrase and len(head.split()) <= 4 else "")
+
+
+def operative_quote(text: str, words: int = 7) -> str:
+    """A provision without a heading, named by its own words: "the definition of “Minor”", or the rule its first
+    operative clause states, quoted and shortened with "…" ("the rule “unlawful for the operator … to send
+    notifications to a user”"). Every quoted word is the provision's, in its order, so the reason says nothing the
+    law item in the prompt does not; short, because a training answer must fit the budget's answer reserve."""
+    body = _LEAD.sub("", re.sub(r"\s*(?:\.\.\.|…)$", "", text.strip()), count=1)  # a trimmed item ends "..."
+    if m := _DEFINITION.match(body):
+        return f"the definition of “{m.group(1)}”"
+    if m := _UNLAWFUL.search(body):
+        quote = f"unlawful for {_head(m['who'])}{' …' if m['gap'] else ''} to {_words(m['act'], words)}"
+    elif m := _MODAL.match(body):
+        quote = f"{_head(m['subj'])} {m['modal']} {_words(m['act'], words)}"
+    else:
+        quote = _words(body, words)  # no operative clause found: its opening words
+    # A law the provision cross-refers to ("as described in Section 27001") is not the answer's citation: the
+    # quote stops before it, so a reason never names law beyond its own (sft.inference.grounding).
+    if mention := LAW_MENTION.search(quote):
+        quote = quote[: mention.start()].rstrip(" ,;(") + " …"
+    quote = re.sub(r"(?:\s*…)+", " …", quote)
+    return f"the rule “{quote[:1].lower() + quote[1:]}”" if quote.strip(" …") else "a legal requirement"
+
+
 def provision_topic(text: str) -> str:
     """What a provision is about, from the (sub)heading its text starts with: "Article 28 - Online protection of
     minors: ..." -> "online protection of minors", "Section 2258A - ...: (h) Preservation.— ..." -> "preservation";
-    "a legal requirement" when there is none (California's code sections)."""
+    without one (California's code sections), its operative words quoted (:func:`operative_quote`)."""
     m = _SUBHEADING.match(text) or _HEADING.match(text)
-    return m.group(1).strip().rstrip(".").lower() if m else "a legal requirement"
+    return m.group(1).strip().rstrip(".").lower() if m else operative_quote(text)
 
 
 def needs_reason(law: str, citation: str, text: str, jurisdiction: str) -> str:
     """The reason of a cited "Needs" answer: the provision's topic (from ``text``, its law item's text), where it
     applies (``jurisdiction``), and the law and citation the answer gives."""
-    return (f"The feature implements {provision_topic(text)} for users in {region_name(jurisdiction)}, which {law} "
-            f"requires in {citation}.")
+    return (f"The feature implements {provision_topic(text)} for users in {region_name(jurisdiction)}, which "
+            f"{short_title(law)} requires in {citation}.")
+
+
+def short_title(law: str) -> str:
+    """A law's title without its trailing parenthetical, for a reason (the answer's law field has the full title):
+    "California SB 976 (Protecting Our Kids from Social Media Addiction Act)" -> "California SB 976"."""
+    return re.sub(r"\s*\([^()]*\)$", "", law).strip() or law
 
 
 def answer_reason(flag: Label, prompt_input: PromptInput, law: str | None = None,

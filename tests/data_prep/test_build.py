@@ -28,6 +28,7 @@ from sft.core.reasons import (
     NO_PLACED_REASON,
     UNIVERSAL_REASON,
     provision_topic,
+    short_title,
 )
 from sft.core.retrieval import LocalRetriever
 
@@ -188,7 +189,7 @@ def test_imported_rows_cite_the_provision_the_user_gave(small_inputs, tmp_path):
     # which law and citation; "No" and NEI reasons follow whether the spec names a place, as the generated ones do.
     cited = next(c for c in context if c.citation == second)
     assert examples[feature.name].answer.reason == (
-        f"The feature implements {provision_topic(cited.snippet)} for users in the EU, which {cited.title} requires in "
+        f"The feature implements {provision_topic(cited.snippet)} for users in the EU, which {short_title(cited.title)} requires in "
         f"{second}.")
     assert provision_topic(cited.snippet) in cited.snippet.lower()
     assert (no.reason, examples["Tipping in Canada"].answer.reason) == (UNIVERSAL_REASON, NO_PLACED_REASON)

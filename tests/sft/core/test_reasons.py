@@ -22,7 +22,7 @@ from tests.conftest import CORPUS
 def provisions(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
     """citation -> chunk, from the bundled SB 976 PDF (as leginfo prints it) and the DSA text, through extract."""
     src = tmp_path_factory.mktemp("laws")
-    for p in ("pdfs/CA_SB976_2024_leginfo_print.pdf", "laws/eu_dsa_2022_2065.txt"):
+    for p in ("pdfs/CA_SB976_2024_leginfo_print.pdf", "laws/eu_dsa_2022_2065.txt", "laws/us_18usc2258a.txt"):
         shutil.copy(CORPUS / p, src)
     out = tmp_path_factory.mktemp("chunks") / "chunks.jsonl"
     run_extract(src, out, progress=False)
@@ -90,3 +90,21 @@ def test_the_reason_names_the_law_shortly_and_still_fits_the_answer_reserve(prov
         answer = Answer(compliance_flag=Label.NEEDS, law=chunk["title"], citation=citation, reason=reason)
         tokens = len(tokenizer(render_completion(answer))["input_ids"]) + 1  # + EOS
         assert tokens <= answer_reserve(), (tokens, reason)
+
+
+def test_a_citation_that_starts_with_its_law_names_it_once_and_fits_the_answer_reserve(provisions):
+    """18 U.S.C. § 2258A: "which 18 U.S.C. § 2258A requires in 18 U.S.C. § 2258A(h)" ran 115-117 tokens, and the
+    budget dropped 28 of the main job's training answers for the NCMEC law; every one of its provisions fits now."""
+    from sft.models import load_tokenizer, resolve
+
+    tokenizer = load_tokenizer(resolve("demo"))
+    usc = {c: chunk for c, chunk in provisions.items() if c.startswith("18 U.S.C.")}
+    assert "18 U.S.C. § 2258A(h)" in usc
+    for citation, chunk in usc.items():
+        reason = needs_reason(chunk["title"], citation, chunk["snippet"], chunk["jurisdiction"])
+        assert reason.endswith(f"for users in the US, which {citation} requires."), reason
+        answer = Answer(compliance_flag=Label.NEEDS, law=chunk["title"], citation=citation, reason=reason)
+        assert len(tokenizer(render_completion(answer))["input_ids"]) + 1 <= answer_reserve(), reason
+    dsa = provisions["DSA Art. 28(1)"]
+    assert needs_reason(dsa["title"], "DSA Art. 28(1)", dsa["snippet"], "EU").endswith(
+        "which EU Digital Services Act requires in DSA Art. 28(1).")

@@ -62,6 +62,16 @@ def prepare_split(name: str, path: str | Path, tokenizer: Any, max_length: int) 
     return PreparedSplit(name, rows, kept, report)
 
 
+def _indices_by_label(split: PreparedSplit) -> dict[str, list[int]]:
+    """Each label's example positions in ``split``, in order."""
+    from collections import defaultdict
+
+    by_label: dict[str, list[int]] = defaultdict(list)
+    for i, example in enumerate(split.examples):
+        by_label[example.answer.compliance_flag.value].append(i)
+    return by_label
+
+
 def balance_labels(split: PreparedSplit, seed: int) -> PreparedSplit:
     """Oversample: every label as many times as the most common one (whole copies first, then a seeded sample).
 
@@ -69,11 +79,8 @@ def balance_labels(split: PreparedSplit, seed: int) -> PreparedSplit:
     the cheapest fix. Validation is never balanced: its metrics must describe the real distribution.
     """
     import random
-    from collections import defaultdict
 
-    by_label: dict[str, list[int]] = defaultdict(list)
-    for i, example in enumerate(split.examples):
-        by_label[example.answer.compliance_flag.value].append(i)
+    by_label = _indices_by_label(split)
     target = max(len(v) for v in by_label.values())
     rng = random.Random(seed)
     order: list[int] = []
@@ -95,13 +102,10 @@ def label_sample(split: PreparedSplit, n: int, seed: int) -> PreparedSplit:
     few checkpoints, and the full split is still scored end to end by ``geosft eval``.
     """
     import random
-    from collections import defaultdict
 
     if not n or n >= len(split.rows):
         return split
-    by_label: dict[str, list[int]] = defaultdict(list)
-    for i, example in enumerate(split.examples):
-        by_label[example.answer.compliance_flag.value].append(i)
+    by_label = _indices_by_label(split)
     exact = {label: n * len(idx) / len(split.rows) for label, idx in by_label.items()}
     take = {label: int(q) for label, q in exact.items()}
     for label in sorted(exact, key=lambda k: (take[k] - exact[k], k))[: n - sum(take.values())]:

@@ -35,7 +35,7 @@ SUFFIXES = (".pdf", ".txt")
 # An unknown document with less text than this is not inferred (a note, a stray README): it is skipped
 # with the hint to register it. The shortest real document in the sample corpus has ~9,000 characters.
 MIN_UNKNOWN_CHARS = 200
-CHUNKER_VERSION = 2  # bump when extraction/chunking output changes: cached parts are then redone
+CHUNKER_VERSION = 3  # bump when extraction/chunking output changes: cached parts are then redone
 
 
 @dataclass

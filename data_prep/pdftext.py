@@ -80,17 +80,24 @@ def _page_lines(page, flags: int, textpage=None) -> tuple[float, list[list[Line]
     return page.rect.height, blocks
 
 
+# "two- or three-wheel vehicles", "pre- and post-contractual": the hyphen waits for the word after the conjunction.
+_SUSPENDED = frozenset({"or", "and", "nor", "to"})
+
+
 def _join(lines: list[str], words: set[str]) -> str:
     """Join the lines of one paragraph, re-joining words hyphenated at a line break.
 
     "estab-" + "lishment" becomes "establishment" only when the document uses that word elsewhere;
-    otherwise the hyphen is real ("internet-" + "based" stays "internet-based")."""
+    otherwise the hyphen is real and the compound is joined without a space ("internet-" + "based" is
+    "internet-based"), except before a conjunction: a suspended hyphen ("two-" + "or three-wheel") keeps it."""
     out = ""
     for text in lines:
         head = re.search(r"([A-Za-z]+)-$", out)
         tail = re.match(r"[a-z]+", text)
         if head and tail and (head.group(1) + tail.group(0)).lower() in words:
             out = out[:-1] + text
+        elif head and tail and tail.group(0) not in _SUSPENDED:
+            out += text
         else:
             out = f"{out} {text}" if out else text
     return re.sub(r"\s+", " ", out).strip()

@@ -58,6 +58,11 @@ def test_local_run_main_job_produces_every_artefact(tmp_path):
     for name in ("adapter_model.safetensors", "adapter_config.json", "train_config.json", "metrics.json", "budget.json",
                  "label_head.safetensors", "label_head.json"):
         assert (model / name).is_file(), name
+    # The QC report describes the data training sees: the splits were fitted to training's own budget, so
+    # training trims nothing more.
+    qc, budget = json.loads((data / "qc_report.json").read_text()), json.loads((model / "budget.json").read_text())
+    assert qc["budget"]["max_length"] == budget["train"]["max_length"] == 448
+    assert budget["train"]["trimmed"] == budget["train"]["dropped"] == 0
     assert (model / "index").is_dir()  # the law index ships with the model for serving
     if docker_answers():
         # Inside the image (SDK local mode), the base weights came as the 'model' channel: merged weights ship.

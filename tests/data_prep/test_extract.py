@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -99,7 +100,9 @@ def test_chunks_have_pinpoint_citations_pages_and_no_page_furniture(corpus_run):
     assert "Enrolled Copy" not in ut.snippet
     ca = chunks["us_ca_sb976#s27002-a"]
     assert ca.citation == "Cal. Health & Saf. Code § 27002(a)" and ca.page == 3
-    assert "12 a.m. and 6 a.m." in ca.snippet and "internet-based" in ca.snippet and "leginfo" not in ca.snippet
+    assert "12 a.m. and 6 a.m." in ca.snippet and "leginfo" not in ca.snippet
+    # "internet-" ends a line in the PDF: the compound is joined without a space (it was "internet- based")
+    assert "addictive internet-based service or application, between" in ca.snippet
     usc = [c for c in chunks.values() if c.law_id == "us_18usc2258a"]
     assert {c.citation for c in usc} == {f"18 U.S.C. § 2258A({x})" for x in "abcdefgh"}
     assert all(c.page is None for c in usc)  # plain text has no pages
@@ -127,6 +130,9 @@ def test_dsa_pdf_articles_paragraphs_pages_and_no_running_headers(tmp_path: Path
     text = " ".join(c.snippet for c in chunks.values())
     assert "Official Journal of the European Union 27.10.2022" not in text  # the running header
     assert "L 277/" not in text
+    # compounds broken at a line end are whole again: "user-" / "friendly" is "user-friendly", not "user- friendly"
+    assert "easy to access, user-friendly and" in chunks["eu_dsa#art20-3"].snippet
+    assert not re.findall(r"\b[a-z]+- (?!(?:or|and|nor|to)\b)[a-z]+", text)
     assert "OJ L 119, 4.5.2016" not in text  # page-foot footnotes dropped
 
 

@@ -250,7 +250,7 @@ def summary(cfg: MainJobConfig, result: dict[str, Any], predictions: Path, secon
         ("valid answers", "json_valid_rate"),
         ("label accuracy", "accuracy"),
         ("macro-F1", "macro_f1"),
-        ("law accuracy", "law_accuracy"),
+        ("law accuracy (the bundled law where one applies, else none)", "law_accuracy"),
         ("citation grounding", "citation_grounding_rate"),
         ("abstention (NEI) rate", "abstention_rate"),
     ]

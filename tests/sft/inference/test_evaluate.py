@@ -167,3 +167,10 @@ def test_a_labelled_spec_file_is_scored_through_the_predict_path(tiny_model_dir,
     if rows["R-4"]["predicted"] == "Not Enough Information":  # accepted for a law outside the corpus
         assert m["confusion"]["Not Enough Information"]["Not Enough Information"] >= 1
     assert citation_matches("DSA Art. 28(2)", ["DSA Art. 28"]) and not citation_matches("DSA Art. 280", ["DSA Art. 28"])
+    # Law accuracy per spec: a positive with a bundled law must name it, every other spec none. The baselines
+    # never name a law: right on only (it read 100 % when the gold's missing law titles were compared).
+    assert {name: run["law_accuracy"] for name, run in result["runs"].items() if name != "model"} == {
+        "majority": 0.5, "keyword": 0.5}
+    expect = [(r["law_id"] in r["gold_law"].split("|")) if r["gold_law"] else r["law_id"] is None
+              for r in result["predictions"]]
+    assert m["law_accuracy"] == sum(expect) / 4

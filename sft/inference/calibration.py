@@ -135,7 +135,10 @@ def coverage_curve(confidences: Sequence[float], correct: Sequence[bool]) -> lis
 
 
 def reliability_png(confidences: Sequence[float], correct: Sequence[bool], path: Path, title: str,
-                    bins: int = 10) -> None:
+                    bins: int = 10, review_threshold: float | None = None) -> None:
+    """Two panels: reliability (accuracy per confidence bin, the count beside each point) and accuracy versus
+    coverage (answer only the most confident share, send the rest to a person), with the review threshold's
+    operating point marked."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -149,7 +152,7 @@ def reliability_png(confidences: Sequence[float], correct: Sequence[bool], path:
             xs.append(sum(confidences[i] for i in idx) / len(idx))
             ys.append(sum(correct[i] for i in idx) / len(idx))
             ns.append(len(idx))
-    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    fig, (ax, cov_ax) = plt.subplots(1, 2, figsize=(9, 4.5))
     ax.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
     ax.plot(xs, ys, "o-", label="model")
     for x, y, n in zip(xs, ys, ns, strict=True):
@@ -160,6 +163,22 @@ def reliability_png(confidences: Sequence[float], correct: Sequence[bool], path:
     ax.set_ylim(0, 1)
     ax.set_title(f"{title}\nECE {ece(confidences, correct, bins):.3f}", fontsize=9)
     ax.legend(fontsize=8)
+
+    curve = coverage_curve(confidences, correct)
+    cov_ax.plot([c["coverage"] for c in curve], [c["accuracy"] for c in curve], "o-", label="most confident answered")
+    cov_ax.axhline(sum(correct) / len(correct), ls="--", color="grey", label="all answered")
+    if review_threshold is not None:
+        kept = [ok for c, ok in zip(confidences, correct, strict=True) if c >= review_threshold]
+        if kept:
+            cov_ax.plot([len(kept) / len(correct)], [sum(kept) / len(kept)], "s", color="C3", markersize=8,
+                        label=f"review threshold {review_threshold:.2f}")
+    cov_ax.set_xlabel("coverage (share answered without review)")
+    cov_ax.set_ylabel("accuracy of the answered")
+    cov_ax.set_xlim(0, 1.02)
+    cov_ax.set_ylim(max(0.0, min(c["accuracy"] for c in curve) - 0.1), 1.01)
+    cov_ax.set_title("accuracy versus coverage", fontsize=9)
+    cov_ax.legend(fontsize=8, loc="lower left")
+    fig.tight_layout()
     save_figure_atomic(fig, path, dpi=110)
 
 

@@ -382,7 +382,7 @@ def run_eval_specs(cfg: EvalConfig) -> dict[str, Any]:
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     if calib:
         reliability_png(calib.pop("_conf"), calib.pop("_ok"), cfg.out_dir / "reliability.png",
-                        f"{Path(cfg.data).name}: reliability")
+                        f"{Path(cfg.data).name}: reliability", review_threshold=calib["review_threshold"])
         m["calibration"] = calib
     result = {"model": cfg.model, "data": str(cfg.data), "n": len(specs), "constrained": True,
               "kind": "labelled specs through the predict path",
@@ -400,7 +400,11 @@ def run_eval_specs(cfg: EvalConfig) -> dict[str, Any]:
     if calib:
         extra += [f"- calibration: T={calib['temperature']:.2f}, ECE {calib['ece']:.3f}, review threshold "
                   f"{calib['review_threshold']:.2f} ({calib['needs_review_rate']:.0%} routed to review; accuracy of "
-                  f"the rest {_fmt(calib['accuracy_not_flagged'])})", "", "![reliability](reliability.png)"]
+                  f"the rest {_fmt(calib['accuracy_not_flagged'])})", "", "![reliability](reliability.png)", "",
+                  "Accuracy versus coverage (only the most confident share answered; the rest to review):", "",
+                  "| coverage | accuracy | confidence at least |", "|---|---|---|",
+                  *(f"| {c['coverage']:.0%} | {c['accuracy']:.3f} | {c['threshold']:.3f} |"
+                    for c in calib["accuracy_vs_coverage"])]
     write_text_atomic(cfg.out_dir / "report.md", render_report(result) + "\n".join(extra) + "\n")
     plot_confusion(m["confusion"], cfg.out_dir / "confusion.png", f"{Path(cfg.model).name}: confusion (specs)")
     return result

@@ -162,6 +162,12 @@ def test_a_labelled_spec_file_is_scored_through_the_predict_path(tiny_model_dir,
     assert m["reasons_naming_absent_law"] == 0
     assert m["law_accuracy_on_positives"] is not None and "calibration" in m
     assert (tmp_path / "eval" / "reliability.png").is_file() and (tmp_path / "eval" / "report.md").is_file()
+    # Accuracy versus coverage, in the report as a table: answering every spec is the run's accuracy.
+    report = (tmp_path / "eval" / "report.md").read_text()
+    curve = m["calibration"]["accuracy_vs_coverage"]
+    assert [c["coverage"] for c in curve][-1] == 1.0 and curve[-1]["accuracy"] == m["accuracy"]
+    assert "| coverage | accuracy | confidence at least |" in report
+    assert f"| 100% | {m['accuracy']:.3f} |" in report
     rows = {r["id"]: r for r in result["predictions"]}
     assert rows["R-1"]["context_ids"] == ["us_ut_sb152#s13-63-105-1"]  # retrieved at eval time, Utah's law
     if rows["R-4"]["predicted"] == "Not Enough Information":  # accepted for a law outside the corpus
